@@ -1,0 +1,20 @@
+"""Markov games: batched numpy envs, their spec, topology, PettingZoo adapters.
+
+numpy only: this package never imports torch or onnx.
+"""
+
+from .base import EnvError, EnvSpec, MultiAgentEnv, TimeStep, episode_seeds
+from .registry import env_names, env_options, get_entry, make, register
+
+__all__ = [
+    "EnvError",
+    "EnvSpec",
+    "MultiAgentEnv",
+    "TimeStep",
+    "episode_seeds",
+    "env_names",
+    "env_options",
+    "get_entry",
+    "make",
+    "register",
+]

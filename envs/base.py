@@ -1,0 +1,235 @@
+"""The env contract (DESIGN.md contract 1): a spec and a batched Markov game.
+
+numpy only. Every env runs ``B`` parallel episodes (``n_envs``) as arrays
+``[B, n_agents, ...]``. Each slot has its own episode seed and its own RNG,
+drawn only at reset, so an episode is a pure function of its seed: slot 3 of a
+batch of 32 plays exactly what a batch-1 env plays with the same seed. That is
+what lets the in-process evaluation and the deployed swarm agree.
+
+Slots end independently. A finished slot is frozen (reward 0, ``done`` stays
+True) until the caller resets it with ``reset(seeds, mask=done)``; the runner
+does that at once, so a batch never waits for its slowest episode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+
+class EnvError(ValueError):
+    """A user-facing env error (bad option, bad action, bad topology...)."""
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What every room needs to know about a Markov game."""
+
+    name: str
+    n_agents: int
+    obs_dim: int
+    state_dim: int
+    episode_limit: int
+    n_actions: int | None = None  # discrete action space (with availability masks)
+    action_dim: int | None = None  # continuous box action space
+    action_low: float = -1.0
+    action_high: float = 1.0
+    has_positions: bool = False  # positions [B, n, pos_dim] each step (topology needs them)
+    pos_dim: int = 2
+    shared_reward: bool = True  # every agent gets the team reward
+    noop_action: int | None = 0  # what a dead / absent agent does (discrete)
+    options: dict[str, Any] = field(default_factory=dict)  # the kwargs that built the env
+
+    def __post_init__(self) -> None:
+        if (self.n_actions is None) == (self.action_dim is None):
+            raise EnvError(f"{self.name}: exactly one of n_actions / action_dim must be set")
+        if self.n_agents < 1 or self.obs_dim < 1 or self.episode_limit < 1:
+            raise EnvError(f"{self.name}: n_agents, obs_dim and episode_limit must be >= 1")
+
+    @property
+    def discrete(self) -> bool:
+        return self.n_actions is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "EnvSpec":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class TimeStep:
+    """What the env returns after ``reset`` and ``step``.
+
+    obs            [B, n, obs_dim]   float32  each agent's local observation
+    state          [B, state_dim]    float32  global state (mixers/critics only)
+    avail_actions  [B, n, n_actions] bool     discrete envs; all True for a box
+    reward         [B, n]            float32  reward of the step just taken
+    done           [B]               bool     the slot's episode has ended
+    terminated     [B]               bool     ended by the task (no bootstrap);
+                                              done & ~terminated = time limit
+    positions      [B, n, pos_dim]   float32  or None when the env has no geometry
+    t              [B]               int64    steps taken in the current episode
+    """
+
+    obs: np.ndarray
+    state: np.ndarray
+    avail_actions: np.ndarray
+    reward: np.ndarray
+    done: np.ndarray
+    terminated: np.ndarray
+    positions: np.ndarray | None
+    t: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def team_reward(self) -> np.ndarray:
+        """[B] the team's reward: the mean of the agents' rewards."""
+        return self.reward.mean(axis=1)
+
+
+def episode_seeds(seed: int, n: int, start: int = 0) -> np.ndarray:
+    """Seeds of episodes ``start .. start+n-1`` of a run seeded ``seed``.
+
+    Prefix-stable: episode i gets the same seed whatever ``n`` is, so any
+    command given the same ``--seed`` plays the same episode ``i``.
+    """
+    if seed < 0:
+        raise EnvError(f"seed must be >= 0, got {seed}")
+    ss = np.random.SeedSequence(int(seed))
+    return ss.generate_state(start + n, dtype=np.uint32)[start:].astype(np.int64)
+
+
+class MultiAgentEnv(ABC):
+    """Base of the built-in batched envs.
+
+    Subclasses set ``self.spec`` in ``__init__`` (after calling super) and
+    implement the underscored hooks. They hold their state as arrays over the
+    batch and must leave slots outside ``active`` untouched in ``_step``.
+    """
+
+    spec: EnvSpec
+
+    def __init__(self, n_envs: int = 1) -> None:
+        if n_envs < 1:
+            raise EnvError(f"n_envs must be >= 1, got {n_envs}")
+        self.n_envs = int(n_envs)
+        self._t = np.zeros(self.n_envs, dtype=np.int64)
+        self._done = np.ones(self.n_envs, dtype=bool)
+        self._terminated = np.zeros(self.n_envs, dtype=bool)
+        self._rngs: list[np.random.Generator | None] = [None] * self.n_envs
+        self._started = False
+
+    # ---- hooks -----------------------------------------------------------
+    @abstractmethod
+    def _reset_slots(self, idx: np.ndarray) -> None:
+        """Start new episodes in slots ``idx``; ``self._rngs[i]`` is fresh."""
+
+    @abstractmethod
+    def _step(self, actions: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Advance active slots. Returns (reward [B, n], terminated [B])."""
+
+    @abstractmethod
+    def _obs(self) -> np.ndarray:
+        """[B, n, obs_dim] float32."""
+
+    @abstractmethod
+    def _state(self) -> np.ndarray:
+        """[B, state_dim] float32."""
+
+    def _avail(self) -> np.ndarray:
+        """[B, n, n_actions] bool. Default: everything available."""
+        n_act = self.spec.n_actions or 1
+        return np.ones((self.n_envs, self.spec.n_agents, n_act), dtype=bool)
+
+    def _positions(self) -> np.ndarray | None:
+        return None
+
+    # ---- public API --------------------------------------------------------
+    def reset(self, seeds: int | Sequence[int] | np.ndarray, mask: np.ndarray | None = None) -> TimeStep:
+        """Start episodes. ``seeds`` is one seed per slot ([B]); an int ``s``
+        means ``episode_seeds(s, B)``. With ``mask`` only those slots restart
+        (their entries of ``seeds`` are used) and the others keep running."""
+        if np.isscalar(seeds):
+            seeds = episode_seeds(int(seeds), self.n_envs)
+        seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
+        if seeds.shape[0] != self.n_envs:
+            raise EnvError(f"reset needs {self.n_envs} seeds (one per slot), got {seeds.shape[0]}")
+        if mask is None:
+            mask = np.ones(self.n_envs, dtype=bool)
+        idx = np.flatnonzero(mask)
+        if not self._started and len(idx) != self.n_envs:
+            raise EnvError("the first reset must reset every slot")
+        self._started = True
+        for i in idx:
+            self._rngs[i] = np.random.default_rng(int(seeds[i]))
+        self._t[idx] = 0
+        self._done[idx] = False
+        self._terminated[idx] = False
+        if len(idx):
+            self._reset_slots(idx)
+        reward = np.zeros((self.n_envs, self.spec.n_agents), dtype=np.float32)
+        return self._timestep(reward)
+
+    def step(self, actions: np.ndarray) -> TimeStep:
+        if not self._started:
+            raise EnvError("call reset() before step()")
+        actions = self._check_actions(actions)
+        active = ~self._done
+        reward, terminated = self._step(actions, active)
+        reward = np.where(active[:, None], reward, 0.0).astype(np.float32)
+        terminated = np.asarray(terminated, dtype=bool) & active
+        self._t[active] += 1
+        truncated = active & (self._t >= self.spec.episode_limit)
+        self._terminated |= terminated
+        self._done |= terminated | truncated
+        return self._timestep(reward)
+
+    def close(self) -> None:  # for adapters that hold resources
+        pass
+
+    # ---- helpers -----------------------------------------------------------
+    def _check_actions(self, actions: np.ndarray) -> np.ndarray:
+        spec = self.spec
+        actions = np.asarray(actions)
+        if spec.discrete:
+            if actions.shape != (self.n_envs, spec.n_agents):
+                raise EnvError(f"{spec.name}: actions must have shape {(self.n_envs, spec.n_agents)}, got {actions.shape}")
+            actions = actions.astype(np.int64)
+            if actions.min() < 0 or actions.max() >= spec.n_actions:
+                raise EnvError(f"{spec.name}: actions must be in [0, {spec.n_actions}), got {actions.min()}..{actions.max()}")
+            avail = self._avail()
+            active = ~self._done
+            chosen = np.take_along_axis(avail, actions[..., None], axis=2)[..., 0]
+            if not chosen[active].all():
+                b, i = np.argwhere(~chosen & active[:, None])[0]
+                raise EnvError(f"{spec.name}: agent {i} in slot {b} took unavailable action {actions[b, i]}")
+        else:
+            want = (self.n_envs, spec.n_agents, spec.action_dim)
+            if actions.shape != want:
+                raise EnvError(f"{spec.name}: actions must have shape {want}, got {actions.shape}")
+            actions = np.clip(actions.astype(np.float32), spec.action_low, spec.action_high)
+        return actions
+
+    def _timestep(self, reward: np.ndarray) -> TimeStep:
+        pos = self._positions() if self.spec.has_positions else None
+        return TimeStep(
+            obs=np.ascontiguousarray(self._obs(), dtype=np.float32),
+            state=np.ascontiguousarray(self._state(), dtype=np.float32),
+            avail_actions=self._avail().astype(bool),
+            reward=reward,
+            done=self._done.copy(),
+            terminated=self._terminated.copy(),
+            positions=None if pos is None else np.asarray(pos, dtype=np.float32),
+            t=self._t.copy(),
+        )
+
+    def rng(self, i: int) -> np.random.Generator:
+        r = self._rngs[i]
+        assert r is not None, "slot not reset"
+        return r

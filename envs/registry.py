@@ -1,0 +1,90 @@
+"""Envs by name, with their options validated against the constructor.
+
+``make("spread", n_envs=8, n_agents=16)``. Names of the form
+``pz:module.path:factory`` (or ``pz:module.path``, meaning its ``parallel_env``)
+wrap any PettingZoo parallel env (see ``pettingzoo.from_pettingzoo``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .base import EnvError, MultiAgentEnv
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    name: str
+    factory: Callable[..., MultiAgentEnv]
+    description: str
+    train_steps: int  # env steps `marl-train` uses when --steps is not given
+    defaults: dict[str, Any]  # options this name fixes (presets)
+
+
+_REGISTRY: dict[str, EnvEntry] = {}
+
+
+def register(name: str, factory: Callable[..., MultiAgentEnv], description: str, train_steps: int, **defaults: Any) -> None:
+    if name in _REGISTRY:
+        raise EnvError(f"env {name!r} is already registered")
+    _REGISTRY[name] = EnvEntry(name, factory, description, int(train_steps), dict(defaults))
+
+
+def env_names() -> list[str]:
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def get_entry(name: str) -> EnvEntry:
+    _load_builtins()
+    if name.startswith("pz:"):
+        from .pettingzoo import pettingzoo_entry
+
+        return pettingzoo_entry(name)
+    if name not in _REGISTRY:
+        raise EnvError(f"unknown env {name!r}; choose one of: {', '.join(env_names())} (or pz:MODULE for a PettingZoo env)")
+    return _REGISTRY[name]
+
+
+def env_options(name: str) -> dict[str, Any]:
+    """The options an env accepts, with their defaults (``n_envs`` excluded)."""
+    entry = get_entry(name)
+    sig = inspect.signature(entry.factory)
+    out = {}
+    for p in sig.parameters.values():
+        if p.name in ("self", "n_envs") or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        out[p.name] = None if p.default is inspect.Parameter.empty else p.default
+    out.update(entry.defaults)
+    return out
+
+
+def make(name: str, n_envs: int = 1, **options: Any) -> MultiAgentEnv:
+    entry = get_entry(name)
+    known = env_options(name)
+    sig = inspect.signature(entry.factory)
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
+    unknown = [k for k in options if k not in known]
+    if unknown and not takes_any:
+        raise EnvError(f"unknown option {unknown[0]!r} for env {name!r}; options: {', '.join(sorted(known)) or '(none)'}")
+    kwargs = {**entry.defaults, **options}
+    try:
+        env = entry.factory(n_envs=n_envs, **kwargs)
+    except EnvError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise EnvError(f"env {name!r}: {e}") from e
+    return env
+
+
+_LOADED = False
+
+
+def _load_builtins() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    from . import builtin  # noqa: F401  (registers the built-in envs)
