@@ -1,0 +1,48 @@
+"""marl-eval: greedy evaluation of a run's checkpoint, in process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .common import debug_option, emit_json, run_command
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("target", type=click.Path(path_type=Path))
+@click.option("--episodes", type=int, default=32, show_default=True)
+@click.option("--seed", type=int, default=None, help="Episode seeds come from this (default: the run's seed).")
+@click.option("--checkpoint", "step", type=int, default=None, help="Env step of the checkpoint (default: latest).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line of stdout.")
+@debug_option
+def eval_cmd(target, episodes, seed, step, as_json, debug):
+    """Greedy evaluation of TARGET, a run directory made by marl-train.
+
+    The same --seed and --episodes give the same episodes in every command."""
+    import numpy as np
+
+    from ..train.config import ConfigError
+
+    if episodes < 1:
+        raise ConfigError("--episodes must be >= 1")
+    if seed is not None and seed < 0:
+        raise ConfigError("--seed must be >= 0")
+    from ..train.trainer import evaluate_run
+
+    res = evaluate_run(target, episodes, seed, step)
+    r = res["returns"]
+    say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    say(f"{target}: checkpoint at {res['checkpoint_step']:,} env steps")
+    say(f"greedy return {np.mean(r):.3f} ± {np.std(r):.3f} over {len(r)} episodes (seed {res['seed']})")
+    if as_json:
+        emit_json(res)
+    return 0
+
+
+def main() -> None:
+    run_command(eval_cmd, prog_name="marl-eval")
+
+
+if __name__ == "__main__":
+    main()

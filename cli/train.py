@@ -1,0 +1,152 @@
+"""marl-train: train a team and leave a run directory."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import click
+
+from ..envs import env_names, get_entry
+from .common import Progress, debug_option, emit_json, run_command
+
+RUN_SET_KEYS = ("log_every", "checkpoint_every", "keep_checkpoints", "save_buffer", "torch_threads")
+
+
+def _help() -> str:
+    from ..train.registry import ALGOS
+
+    envs = ", ".join(env_names())
+    algos = "; ".join(f"{a.name} ({a.description})" for a in ALGOS.values())
+    return (
+        "Train a multi-agent team (centralised training) and write a run directory "
+        "with config, metrics, TensorBoard events, checkpoints and a final greedy evaluation.\n\n"
+        f"Envs: {envs}; or pz:MODULE[:FACTORY] for any PettingZoo parallel env "
+        "(e.g. pz:mpe2.simple_spread_v3).\n\n"
+        f"Algorithms: {algos}.\n\n"
+        "--set takes algorithm keys (e.g. lr=1e-3, td_lambda=0.6), env options as env.KEY "
+        f"(e.g. env.n_agents=8) and run keys ({', '.join(RUN_SET_KEYS)})."
+    )
+
+
+def split_overrides(sets: dict[str, str], algo_cls: type) -> tuple[dict, dict, dict]:
+    from ..train.config import ConfigError, field_types
+
+    env_opts, algo_ov, run_ov = {}, {}, {}
+    algo_keys = field_types(algo_cls)
+    for k, v in sets.items():
+        if k.startswith("env."):
+            env_opts[k[4:]] = v
+        elif k in algo_keys:
+            algo_ov[k] = v
+        elif k in RUN_SET_KEYS:
+            run_ov[k] = v
+        else:
+            raise ConfigError(
+                f"unknown --set key {k!r}; algorithm keys: {', '.join(sorted(algo_keys))}; "
+                f"run keys: {', '.join(RUN_SET_KEYS)}; env options as env.KEY"
+            )
+    return env_opts, algo_ov, run_ov
+
+
+def _parse_env_options(env: str, raw: dict[str, str]) -> dict:
+    """Env option strings -> values typed like the option's default."""
+    from ..envs import env_options
+    from ..train.config import _parse_literal
+
+    known = env_options(env)
+    out = {}
+    for k, v in raw.items():
+        val = _parse_literal(v)
+        default = known.get(k)
+        if isinstance(default, bool) and not isinstance(val, bool):
+            from ..envs import EnvError
+
+            raise EnvError(f"env option {k} must be true or false, got {v!r}")
+        if isinstance(default, float) and isinstance(val, int) and not isinstance(val, bool):
+            val = float(val)
+        out[k] = val
+    return out
+
+
+@click.command(help="(see main)", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--env", "env", default="two_step", show_default=True, help="Env name (listed above).")
+@click.option("--algo", "algo", default="qmix", show_default=True, help="Algorithm name (listed above).")
+@click.option("--steps", type=int, default=None, help="Env steps to train (default: the env's recommended budget).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--n-envs", "n_envs", type=int, default=8, show_default=True, help="Parallel episodes per batched step.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory (default runs/ENV_ALGO_sSEED_TIME).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeatable).")
+@click.option("--eval-episodes", type=int, default=32, show_default=True, help="Greedy evaluation episodes at the end.")
+@click.option("--resume", type=click.Path(path_type=Path), default=None, help="Continue RUN_DIR from its last checkpoint.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line of stdout.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@debug_option
+def train_cmd(env, algo, steps, seed, n_envs, out, sets, eval_episodes, resume, as_json, quiet, debug):
+    from ..train.config import ConfigError, RunConfig, apply_overrides, parse_set
+    from ..train.registry import get_algo
+    from ..train.trainer import RunError, create_run_dir, load_run_spec, make_run_spec, train
+    from ..train import checkpoint as ckpt
+
+    ctx = click.get_current_context()
+    if resume is not None:
+        given = [p for p in ("env", "algo", "seed", "n_envs", "out", "sets") if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE]
+        if given:
+            raise ConfigError(f"--resume continues the run with its own config; drop --{given[0].replace('_', '-')} (only --steps may extend it)")
+        rs = load_run_spec(resume)
+        if steps is not None and steps != rs.total_steps:
+            d = rs.to_dict()
+            d["total_steps"] = int(steps)
+            ckpt.write_atomic(Path(resume) / "config.json", __import__("json").dumps(d, indent=2))
+            rs = load_run_spec(resume)
+        run_dir = Path(resume)
+    else:
+        sets_d = parse_set(sets)
+        get_entry(env)  # unknown env: clear error before anything else
+        entry = get_algo(algo)
+        env_raw, algo_ov, run_ov = split_overrides(sets_d, entry.config_cls)
+        run = RunConfig(env=env, algo=algo, steps=steps, seed=seed, n_envs=n_envs, eval_episodes=eval_episodes,
+                        env_options=_parse_env_options(env, env_raw))
+        run = apply_overrides(run, run_ov, "run")
+        rs = make_run_spec(run, algo_ov)
+        run_dir = create_run_dir(rs, out)
+    total = rs.total_steps
+    bar = Progress(total, "steps", enabled=not quiet)
+    out_stream_err = as_json
+
+    def on_progress(row):
+        ret = row.get("return_mean")
+        extra = f"return {ret:.3g}" if ret is not None else ""
+        if row.get("epsilon") is not None:
+            extra += f"  eps {row['epsilon']:.2f}"
+        bar.update(int(row["env_steps"]), extra)
+
+    info = click.echo if not out_stream_err else (lambda m: click.echo(m, err=True))
+    info(f"training {rs.run.algo} on {rs.run.env} (seed {rs.run.seed}, {total:,} env steps, {rs.run.n_envs} parallel envs) -> {run_dir}")
+    try:
+        summary = train(run_dir, resume=resume is not None, progress=on_progress)
+    finally:
+        bar.close()
+    info(f"run      {summary['run_dir']}")
+    info(f"steps    {summary['env_steps']:,} env steps in {summary['wall_s']:.1f} s ({summary['steps_per_s']:,.0f} steps/s)")
+    if "eval_return" in summary:
+        import numpy as np
+
+        r = summary["eval_returns"]
+        info(f"eval     greedy return {np.mean(r):.3f} ± {np.std(r):.3f} over {len(r)} episodes (seed {rs.run.seed})")
+    if as_json:
+        emit_json(summary)
+    return 0
+
+
+train_cmd.help = None  # filled lazily below so --help lists the registries
+
+
+def main() -> None:
+    train_cmd.help = _help()
+    run_command(train_cmd, prog_name="marl-train")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""Run a team policy on a batched env: the one rollout loop of the project.
+
+numpy only, so training (torch policy), in-process bundle evaluation (ONNX
+Runtime policy) and the world simulator all play episodes the same way.
+
+A ``TeamPolicy`` keeps its own recurrent state per slot: ``reset(mask)``
+clears the slots that start a new episode, ``act(ts)`` returns actions
+``[B, n]`` for every slot (ignored for finished ones).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import numpy as np
+
+from .base import EnvSpec, MultiAgentEnv, TimeStep
+
+
+class TeamPolicy(Protocol):
+    def reset(self, mask: np.ndarray) -> None: ...
+
+    def act(self, ts: TimeStep) -> np.ndarray: ...
+
+
+@dataclass
+class Episode:
+    index: int  # order in which it was started
+    seed: int
+    ret: float  # sum over steps of the team reward (mean over agents)
+    length: int
+    data: dict[str, np.ndarray] | None = None  # padded arrays (see train.buffer) when recording
+
+
+def episode_layout(spec: EnvSpec) -> dict[str, tuple[tuple[int, ...], type]]:
+    """Shapes and dtypes of one padded episode (T = episode limit)."""
+    T, n = spec.episode_limit, spec.n_agents
+    A = spec.n_actions or 1
+    return {
+        "obs": ((T + 1, n, spec.obs_dim), np.float32),
+        "state": ((T + 1, spec.state_dim), np.float32),
+        "avail": ((T + 1, n, A), bool),
+        "actions": (((T, n) if spec.discrete else (T, n, spec.action_dim)), np.int64 if spec.discrete else np.float32),
+        "reward": ((T, n), np.float32),
+        "terminated": ((T,), bool),
+        "filled": ((T,), bool),
+    }
+
+
+class Rollout:
+    """Steps ``env`` with ``policy``, restarting each slot as soon as it ends.
+
+    ``next_seeds(k)`` gives the seeds of the next ``k`` episodes; it returns
+    fewer (or none) when no more episodes should start, and the idle slots
+    then stay finished.
+    """
+
+    def __init__(
+        self,
+        env: MultiAgentEnv,
+        policy: TeamPolicy,
+        next_seeds: Callable[[int], np.ndarray],
+        record: bool = False,
+    ) -> None:
+        self.env, self.policy, self.next_seeds, self.record = env, policy, next_seeds, record
+        B = env.n_envs
+        self.spec = env.spec
+        self.slot_index = np.full(B, -1, dtype=np.int64)
+        self.slot_seed = np.zeros(B, dtype=np.int64)
+        self.slot_return = np.zeros(B, dtype=np.float64)
+        self.started = 0
+        self.env_steps = 0
+        if record:
+            self.stage = {k: np.zeros((B, *shape), dtype=dt) for k, (shape, dt) in episode_layout(self.spec).items()}
+        seeds = np.asarray(next_seeds(B), dtype=np.int64)
+        if len(seeds) == 0:
+            raise ValueError("no episodes to run")
+        all_seeds = np.zeros(B, dtype=np.int64)
+        all_seeds[: len(seeds)] = seeds
+        self.ts = env.reset(all_seeds)
+        idle = np.arange(B) >= len(seeds)
+        if idle.any():  # more slots than episodes: park the extras as finished
+            env._done[idle] = True  # noqa: SLF001 (the env's own bookkeeping)
+            self.ts.done[idle] = True
+        self._assign(np.flatnonzero(~idle), seeds)
+        policy.reset(np.ones(B, dtype=bool))
+        if record:
+            self._record_obs(np.flatnonzero(~idle))
+
+    @property
+    def active(self) -> np.ndarray:
+        return self.slot_index >= 0
+
+    def _assign(self, slots: np.ndarray, seeds: np.ndarray) -> None:
+        for s, seed in zip(slots, seeds):
+            self.slot_index[s] = self.started
+            self.slot_seed[s] = seed
+            self.slot_return[s] = 0.0
+            self.started += 1
+
+    def _record_obs(self, slots: np.ndarray) -> None:
+        ts, st = self.ts, self.stage
+        t = ts.t[slots]
+        st["obs"][slots, t] = ts.obs[slots]
+        st["state"][slots, t] = ts.state[slots]
+        st["avail"][slots, t] = ts.avail_actions[slots]
+
+    def step(self) -> list[Episode]:
+        """One batched step; returns the episodes that ended in it."""
+        active = self.active
+        if not active.any():
+            return []
+        actions = self.policy.act(self.ts)
+        t_before = self.ts.t.copy()
+        ts = self.env.step(actions)
+        self.ts = ts
+        idx = np.flatnonzero(active)
+        self.env_steps += len(idx)
+        self.slot_return[idx] += ts.team_reward()[idx]
+        if self.record:
+            st = self.stage
+            t = t_before[idx]
+            st["actions"][idx, t] = np.asarray(actions)[idx]
+            st["reward"][idx, t] = ts.reward[idx]
+            st["terminated"][idx, t] = ts.terminated[idx]
+            st["filled"][idx, t] = True
+            self._record_obs(idx)
+        ended = idx[ts.done[idx]]
+        if len(ended) == 0:
+            return []
+        out = []
+        for s in ended:
+            data = None
+            if self.record:
+                data = {k: v[s].copy() for k, v in self.stage.items()}
+                for v in self.stage.values():
+                    v[s] = 0
+            out.append(Episode(int(self.slot_index[s]), int(self.slot_seed[s]), float(self.slot_return[s]), int(ts.t[s]), data))
+        self.slot_index[ended] = -1
+        seeds = np.asarray(self.next_seeds(len(ended)), dtype=np.int64)
+        restart = ended[: len(seeds)]
+        if len(restart):
+            mask = np.zeros(self.env.n_envs, dtype=bool)
+            mask[restart] = True
+            all_seeds = np.zeros(self.env.n_envs, dtype=np.int64)
+            all_seeds[restart] = seeds
+            self.ts = self.env.reset(all_seeds, mask=mask)
+            self._assign(restart, seeds)
+            self.policy.reset(mask)
+            if self.record:
+                self._record_obs(restart)
+        return out
+
+
+def evaluate(env: MultiAgentEnv, policy: TeamPolicy, seeds: np.ndarray) -> list[Episode]:
+    """Play one episode per seed (in ``env.n_envs`` slots); episodes in seed order."""
+    seeds = np.asarray(seeds, dtype=np.int64)
+    cursor = 0
+
+    def next_seeds(k: int) -> np.ndarray:
+        nonlocal cursor
+        out = seeds[cursor : cursor + k]
+        cursor += len(out)
+        return out
+
+    ro = Rollout(env, policy, next_seeds)
+    done: list[Episode] = []
+    while ro.active.any():
+        done.extend(ro.step())
+    return sorted(done, key=lambda e: e.index)

@@ -1,0 +1,136 @@
+"""Typed configs and ``--set key=value`` overrides.
+
+Each algorithm has its own dataclass (see ``train.registry``); the run-level
+options live in ``RunConfig``. No global config object: a config is a value
+passed down and recorded in the run directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration error."""
+
+
+@dataclass
+class RunConfig:
+    """What a training run is, apart from the algorithm's own settings."""
+
+    env: str = "two_step"
+    algo: str = "qmix"
+    steps: int | None = None  # env steps; None: the env's recommended budget
+    seed: int = 0
+    n_envs: int = 8  # parallel episodes stepped in one batched forward pass
+    eval_episodes: int = 32
+    env_options: dict[str, Any] = field(default_factory=dict)
+    log_every: int = 0  # env steps between metric rows; 0: 50 rows per run
+    checkpoint_every: int = 0  # env steps between checkpoints; 0: 10 per run
+    keep_checkpoints: int = 3  # newest kept (the final one always is)
+    save_buffer: bool = True  # keep the replay buffer with the newest checkpoint (exact --resume)
+    torch_threads: int = 1  # fixed for reproducibility; small nets gain little from more
+
+    def validate(self) -> None:
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"steps must be >= 1, got {self.steps}")
+        if self.n_envs < 1:
+            raise ConfigError(f"n_envs must be >= 1, got {self.n_envs}")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        if self.eval_episodes < 0:
+            raise ConfigError("eval_episodes must be >= 0")
+
+
+def _parse_literal(text: str) -> Any:
+    low = text.strip().lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if low in ("none", "null"):
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def coerce(value: Any, tp: Any, key: str) -> Any:
+    """Turn ``value`` (a string from the CLI, or a Python value) into type ``tp``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return coerce(value, a, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"bad value for {key}")
+    if isinstance(value, str) and tp is not str:
+        value = _parse_literal(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return int(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        return str(value)
+    if origin in (dict, list) or tp in (dict, list) or tp is Any:
+        return value
+    return value
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def apply_overrides(cfg: Any, overrides: dict[str, Any], what: str) -> Any:
+    """A copy of dataclass ``cfg`` with ``overrides`` applied and type-checked."""
+    types_ = field_types(type(cfg))
+    changes = {}
+    for key, raw in overrides.items():
+        if key not in types_:
+            raise ConfigError(f"unknown {what} key {key!r}; valid keys: {', '.join(sorted(types_))}")
+        changes[key] = coerce(raw, types_[key], key)
+    new = dataclasses.replace(cfg, **changes)
+    if hasattr(new, "validate"):
+        new.validate()
+    return new
+
+
+def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``["lr=1e-3", "env.n_agents=8"]`` -> ``{"lr": "1e-3", "env.n_agents": "8"}``."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        out[key] = value
+    return out
+
+
+def to_jsonable(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,49 @@
+"""Value-decomposition mixers: they live on the workstation only.
+
+VDN: Q_tot = sum_i Q_i (Sunehag et al. 2018).
+QMIX: Q_tot = f_s(Q_1..Q_n), a one-hidden-layer network whose weights are
+produced by hypernetworks of the global state and made non-negative (abs), so
+dQ_tot/dQ_i >= 0 (monotonic); the final bias is a state-value V(s)
+(Rashid et al. 2018).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class VDNMixer(nn.Module):
+    def forward(self, qs: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        """qs [..., n], states [..., s] -> [..., 1]."""
+        return qs.sum(dim=-1, keepdim=True)
+
+
+class QMixer(nn.Module):
+    def __init__(self, n_agents: int, state_dim: int, embed_dim: int = 32, hypernet_hidden: int = 64) -> None:
+        super().__init__()
+        self.n_agents, self.state_dim, self.embed_dim = n_agents, state_dim, embed_dim
+        self.hyper_w1 = nn.Sequential(
+            nn.Linear(state_dim, hypernet_hidden), nn.ReLU(), nn.Linear(hypernet_hidden, n_agents * embed_dim)
+        )
+        self.hyper_b1 = nn.Linear(state_dim, embed_dim)
+        self.hyper_w2 = nn.Sequential(nn.Linear(state_dim, hypernet_hidden), nn.ReLU(), nn.Linear(hypernet_hidden, embed_dim))
+        self.value = nn.Sequential(nn.Linear(state_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, 1))
+
+    def mixing_weights(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (non-negative) weights the hypernetworks give for ``states`` [N, s]."""
+        w1 = self.hyper_w1(states).abs().view(-1, self.n_agents, self.embed_dim)
+        w2 = self.hyper_w2(states).abs().view(-1, self.embed_dim, 1)
+        return w1, w2
+
+    def forward(self, qs: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        """qs [..., n], states [..., s] -> [..., 1]."""
+        lead = qs.shape[:-1]
+        qs = qs.reshape(-1, 1, self.n_agents)
+        states = states.reshape(-1, self.state_dim)
+        w1, w2 = self.mixing_weights(states)
+        b1 = self.hyper_b1(states).view(-1, 1, self.embed_dim)
+        hidden = F.elu(torch.bmm(qs, w1) + b1)
+        y = torch.bmm(hidden, w2) + self.value(states).view(-1, 1, 1)
+        return y.view(*lead, 1)

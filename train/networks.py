@@ -1,0 +1,131 @@
+"""Agent networks.
+
+``RNNAgent`` is the recurrent agent of EPyMARL/PyMARL (fc -> GRUCell -> fc)
+with parameter sharing and an agent-id one-hot (or one network per agent).
+Training calls it on the whole team at once (``forward``); deployment calls
+``AgentPolicy``, the per-agent view of the *same* parameters with the
+signature of DESIGN.md contract 4 (``obs, avail_actions, hidden ->
+action, hidden_out, q``) and the agent id folded in as a constant. The
+exporter exports ``AgentPolicy`` as it is.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+NEG_INF = -1e10  # masked-out Q value; finite so ONNX and fp16 stay well defined
+
+
+def masked_greedy(q: torch.Tensor, avail: torch.Tensor) -> torch.Tensor:
+    """argmax over available actions (``avail`` bool or 0/1), last dim."""
+    return torch.where(avail.bool(), q, torch.full_like(q, NEG_INF)).argmax(dim=-1)
+
+
+class AgentCore(nn.Module):
+    """fc -> ReLU -> GRUCell -> fc: one agent's Q-network (or logits head)."""
+
+    def __init__(self, in_dim: int, n_out: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_dim, hidden_dim)
+        self.rnn = nn.GRUCell(hidden_dim, hidden_dim)
+        self.fc2 = nn.Linear(hidden_dim, n_out)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.rnn(F.relu(self.fc1(x)), h)
+        return self.fc2(h), h
+
+
+class RNNAgent(nn.Module):
+    """The team's agents: shared parameters + agent id, or one core per agent."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        n_actions: int,
+        n_agents: int,
+        hidden_dim: int = 64,
+        agent_id: bool = True,
+        last_action: bool = False,
+        shared: bool = True,
+    ) -> None:
+        super().__init__()
+        self.obs_dim, self.n_actions, self.n_agents = obs_dim, n_actions, n_agents
+        self.hidden_dim = hidden_dim
+        self.agent_id = agent_id and shared  # ids only make sense with shared weights
+        self.last_action = last_action
+        self.shared = shared
+        in_dim = obs_dim + (n_agents if self.agent_id else 0) + (n_actions if last_action else 0)
+        self.in_dim = in_dim
+        n_cores = 1 if shared else n_agents
+        self.cores = nn.ModuleList(AgentCore(in_dim, n_actions, hidden_dim) for _ in range(n_cores))
+        self.register_buffer("ids", torch.eye(n_agents), persistent=False)
+
+    def init_hidden(self, batch: int) -> torch.Tensor:
+        return torch.zeros(batch, self.n_agents, self.hidden_dim)
+
+    def build_inputs(self, obs: torch.Tensor, last_action: torch.Tensor | None) -> torch.Tensor:
+        """[B, n, obs] (+ ids, + last action one-hot) -> [B, n, in_dim]."""
+        parts = [obs]
+        if self.agent_id:
+            parts.append(self.ids.expand(obs.shape[0], -1, -1))
+        if self.last_action:
+            if last_action is None:
+                last_action = obs.new_zeros(obs.shape[0], self.n_agents, self.n_actions)
+            parts.append(last_action)
+        return torch.cat(parts, dim=-1) if len(parts) > 1 else obs
+
+    def forward(
+        self, obs: torch.Tensor, hidden: torch.Tensor, last_action: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """obs [B, n, obs_dim], hidden [B, n, h] -> q [B, n, A], hidden [B, n, h]."""
+        x = self.build_inputs(obs, last_action)
+        B, n = x.shape[:2]
+        if self.shared:
+            q, h = self.cores[0](x.reshape(B * n, -1), hidden.reshape(B * n, -1))
+            return q.view(B, n, -1), h.view(B, n, -1)
+        outs = [core(x[:, i], hidden[:, i]) for i, core in enumerate(self.cores)]
+        return torch.stack([o[0] for o in outs], 1), torch.stack([o[1] for o in outs], 1)
+
+    def agent_policy(self, agent: int) -> "AgentPolicy":
+        return AgentPolicy(self, agent)
+
+
+class AgentPolicy(nn.Module):
+    """One agent's acting graph (DESIGN.md contract 4), sharing ``net``'s weights.
+
+    Inputs: ``obs [b, obs_dim]``, ``avail_actions [b, A]`` (bool or 0/1),
+    ``hidden [b, h]`` and, when the network takes it, ``prev_action [b, A]``
+    (one-hot of this agent's previous action, zeros at the first step).
+    Outputs: ``action [b]`` (masked greedy, int64), ``hidden_out [b, h]``,
+    ``q [b, A]``.
+    """
+
+    def __init__(self, net: RNNAgent, agent: int) -> None:
+        super().__init__()
+        if not 0 <= agent < net.n_agents:
+            raise ValueError(f"agent {agent} out of range 0..{net.n_agents - 1}")
+        self.agent = agent
+        self.core = net.cores[0 if net.shared else agent]
+        self.takes_prev_action = net.last_action
+        ident = torch.zeros(net.n_agents if net.agent_id else 0)
+        if net.agent_id:
+            ident[agent] = 1.0
+        self.register_buffer("agent_onehot", ident, persistent=False)
+
+    def forward(
+        self,
+        obs: torch.Tensor,
+        avail_actions: torch.Tensor,
+        hidden: torch.Tensor,
+        prev_action: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        parts = [obs]
+        if self.agent_onehot.numel():
+            parts.append(self.agent_onehot.expand(obs.shape[0], -1))
+        if self.takes_prev_action:
+            parts.append(prev_action if prev_action is not None else obs.new_zeros(obs.shape[0], self.core.fc2.out_features))
+        x = torch.cat(parts, dim=-1) if len(parts) > 1 else obs
+        q, h = self.core(x, hidden)
+        return masked_greedy(q, avail_actions), h, q

@@ -1,0 +1,46 @@
+"""Algorithms by name: a typed config dataclass and a learner factory each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..envs import EnvSpec
+from .config import ConfigError
+from .q_learner import IQLConfig, QLearner, QMIXConfig, VDNConfig
+
+
+@dataclass(frozen=True)
+class AlgoEntry:
+    name: str
+    config_cls: type
+    build: Callable[..., Any]  # (spec, cfg, n_envs, seed, total_steps) -> learner
+    description: str
+
+
+ALGOS: dict[str, AlgoEntry] = {}
+
+
+def register_algo(name: str, config_cls: type, build: Callable[..., Any], description: str) -> None:
+    if name in ALGOS:
+        raise ConfigError(f"algorithm {name!r} is already registered")
+    ALGOS[name] = AlgoEntry(name, config_cls, build, description)
+
+
+def algo_names() -> list[str]:
+    return sorted(ALGOS)
+
+
+def get_algo(name: str) -> AlgoEntry:
+    if name not in ALGOS:
+        raise ConfigError(f"unknown algorithm {name!r}; choose one of: {', '.join(algo_names())}")
+    return ALGOS[name]
+
+
+def build_learner(name: str, spec: EnvSpec, cfg: Any, n_envs: int, seed: int, total_steps: int) -> Any:
+    return get_algo(name).build(spec, cfg, n_envs=n_envs, seed=seed, total_steps=total_steps)
+
+
+register_algo("iql", IQLConfig, lambda spec, cfg, **kw: QLearner(spec, cfg, "", **kw), "independent Q-learning (recurrent, shared)")
+register_algo("vdn", VDNConfig, lambda spec, cfg, **kw: QLearner(spec, cfg, "vdn", **kw), "value decomposition: Q_tot = sum of Q_i")
+register_algo("qmix", QMIXConfig, lambda spec, cfg, **kw: QLearner(spec, cfg, "qmix", **kw), "monotonic hypernetwork mixer of Q_i given the state")
