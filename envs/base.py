@@ -123,6 +123,7 @@ class MultiAgentEnv(ABC):
         self._done = np.ones(self.n_envs, dtype=bool)
         self._terminated = np.zeros(self.n_envs, dtype=bool)
         self._rngs: list[np.random.Generator | None] = [None] * self.n_envs
+        self._seeds = np.zeros(self.n_envs, dtype=np.int64)
         self._started = False
 
     # ---- hooks -----------------------------------------------------------
@@ -166,8 +167,9 @@ class MultiAgentEnv(ABC):
         if not self._started and len(idx) != self.n_envs:
             raise EnvError("the first reset must reset every slot")
         self._started = True
-        for i in idx:
-            self._rngs[i] = np.random.default_rng(int(seeds[i]))
+        for i in idx:  # generators are made on first use (rng(i)): envs that draw nothing pay nothing
+            self._rngs[i] = None
+        self._seeds[idx] = seeds[idx]
         self._t[idx] = 0
         self._done[idx] = False
         self._terminated[idx] = False
@@ -206,7 +208,7 @@ class MultiAgentEnv(ABC):
             avail = self._avail()
             active = ~self._done
             chosen = np.take_along_axis(avail, actions[..., None], axis=2)[..., 0]
-            if not chosen[active].all():
+            if not chosen.all() and not chosen[active].all():
                 b, i = np.argwhere(~chosen & active[:, None])[0]
                 raise EnvError(f"{spec.name}: agent {i} in slot {b} took unavailable action {actions[b, i]}")
         else:
@@ -230,6 +232,10 @@ class MultiAgentEnv(ABC):
         )
 
     def rng(self, i: int) -> np.random.Generator:
+        """Slot ``i``'s generator, seeded by its episode seed at reset."""
+        if not self._started:
+            raise EnvError("call reset() before using the slot RNGs")
         r = self._rngs[i]
-        assert r is not None, "slot not reset"
+        if r is None:
+            r = self._rngs[i] = np.random.default_rng(int(self._seeds[i]))
         return r

@@ -42,7 +42,7 @@ class RendezvousEnv(MultiAgentEnv):
         self,
         n_envs: int = 1,
         n_agents: int = 4,
-        grid: int = 6,
+        grid: int = 5,
         goal_size: int = 3,
         view: int = 2,
         episode_limit: int = 25,

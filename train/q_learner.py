@@ -33,12 +33,12 @@ class QLearnerConfig:
     last_action: bool = False  # previous action one-hot as input
     lr: float = 5e-4
     gamma: float = 0.99
-    td_lambda: float = 0.0  # 0: one-step targets
+    td_lambda: float = 0.0  # TD(lambda) targets; 0: one-step (lambda > 0 biases towards the exploring policy)
     double_q: bool = True
     batch_size: int = 32  # episodes per update
     buffer_size: int = 5000  # episodes
     episodes_per_update: int = 0  # collected episodes per gradient update; 0: one update per n_envs episodes
-    target_update_interval: int = 100  # updates between hard target copies
+    target_update_episodes: int = 200  # collected episodes between hard target-network copies
     grad_clip: float = 10.0
     eps_start: float = 1.0
     eps_finish: float = 0.05
@@ -50,7 +50,7 @@ class QLearnerConfig:
             raise ConfigError(f"td_lambda must be in [0, 1], got {self.td_lambda}")
         if not 0.0 <= self.gamma <= 1.0:
             raise ConfigError(f"gamma must be in [0, 1], got {self.gamma}")
-        for k in ("hidden_dim", "batch_size", "buffer_size", "episodes_per_update", "target_update_interval"):
+        for k in ("hidden_dim", "batch_size", "buffer_size", "episodes_per_update", "target_update_episodes"):
             if getattr(self, k) < (0 if k == "episodes_per_update" else 1):
                 raise ConfigError(f"{k} must be >= 1, got {getattr(self, k)}")
         if self.lr <= 0:
@@ -163,6 +163,7 @@ class QLearner:
         self.policy = TorchTeamPolicy(self.net, n_envs, self.explore_rng)
         self.updates = 0
         self.pending = 0  # episodes collected since the last update
+        self.since_sync = 0  # episodes collected since the last target copy
         self.episodes_per_update = cfg.episodes_per_update or n_envs
 
     # ---- acting ---------------------------------------------------------
@@ -187,10 +188,14 @@ class QLearner:
             return []
         self.buffer.add(episodes)
         self.pending += k
+        self.since_sync += k
         out = []
         while self.pending >= self.episodes_per_update and len(self.buffer) >= self.cfg.batch_size:
             self.pending -= self.episodes_per_update
             out.append(self.update(self.buffer.sample(self.cfg.batch_size, self.sample_rng)))
+            if self.since_sync >= self.cfg.target_update_episodes:
+                self.since_sync = 0
+                self.sync_targets()
         return out
 
     def _unroll(self, net: RNNAgent, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -251,8 +256,6 @@ class QLearner:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, c.grad_clip)
         self.optim.step()
         self.updates += 1
-        if self.updates % c.target_update_interval == 0:
-            self.sync_targets()
         n_mask = mask.sum().clamp(min=1.0)
         return {
             "loss": float(loss.detach()),
@@ -279,6 +282,7 @@ class QLearner:
         return {
             "updates": self.updates,
             "pending": self.pending,
+            "since_sync": self.since_sync,
             "sample_rng": self.sample_rng.bit_generator.state,
             "explore_rng": self.explore_rng.bit_generator.state,
         }
@@ -286,5 +290,6 @@ class QLearner:
     def load_counters(self, d: dict) -> None:
         self.updates = int(d["updates"])
         self.pending = int(d["pending"])
+        self.since_sync = int(d["since_sync"])
         self.sample_rng.bit_generator.state = d["sample_rng"]
         self.explore_rng.bit_generator.state = d["explore_rng"]

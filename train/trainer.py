@@ -9,9 +9,10 @@ A run directory holds:
     checkpoints/    step_<env_steps>/ (see train.checkpoint)
     eval.json       the final greedy evaluation
 
-Determinism: a seed fixes a run. At every checkpoint the rollout restarts its
-episodes (the in-progress ones are dropped, in an uninterrupted run too), so a
-run resumed from a checkpoint continues exactly as if it had never stopped.
+Determinism: a seed fixes a run. A checkpoint is taken between episodes: when
+one is due the rollout starts no new episodes, lets the running ones end, saves,
+and starts afresh (in an uninterrupted run too), so a run resumed from a
+checkpoint continues exactly as if it had never stopped and no data is lost.
 """
 
 from __future__ import annotations
@@ -260,18 +261,38 @@ def train(
         _note_session(run_dir, resume_step)
     metrics = MetricsLog(run_dir, resume_step if resume else None)
 
+    draining = False  # a checkpoint is due: let running episodes end, start none
+
     def next_seeds(k: int) -> np.ndarray:
+        if draining:
+            return np.zeros(0, dtype=np.int64)
         return seed_rng.integers(0, 2**31 - 1, size=k)
 
     t0 = time.perf_counter()
-    steps_at_start = env_steps
+    steps_at_start = session_steps0 = env_steps
     rollout = Rollout(env, learner.behaviour_policy(env_steps), next_seeds, record=True)
     next_log = (env_steps // log_every + 1) * log_every
     next_ckpt = (env_steps // ckpt_every + 1) * ckpt_every
     last_row: dict[str, Any] = {}
     killed = False
     try:
-        while env_steps < total:
+        while True:
+            done = env_steps >= total
+            if done or (draining and not rollout.active.any()):
+                # Checkpoints fall between episodes: nothing in flight is lost,
+                # and a resumed run restarts exactly where this one goes on.
+                wall = wall_before + time.perf_counter() - t0
+                _save(root, env_steps, episodes, learner, seed_rng, acc, wall, run)
+                while next_ckpt <= env_steps:
+                    next_ckpt += ckpt_every
+                draining = False
+                if done:
+                    break
+                steps_at_start = env_steps
+                rollout = Rollout(env, learner.behaviour_policy(env_steps), next_seeds, record=True)
+            if stop_at is not None and env_steps >= stop_at:
+                killed = True
+                break
             learner.behaviour_policy(env_steps)
             finished = rollout.step()
             env_steps = steps_at_start + rollout.env_steps
@@ -284,8 +305,7 @@ def train(
                 for m in learner.observe(batch):
                     for k in ("loss", "td_abs", "q_taken", "grad_norm"):
                         acc[k].append(m[k])
-            done = env_steps >= total
-            if env_steps >= next_log or done:
+            if env_steps >= next_log or env_steps >= total:
                 wall = wall_before + time.perf_counter() - t0
                 last_row = {
                     "env_steps": env_steps,
@@ -301,7 +321,7 @@ def train(
                     "q_taken": _mean(acc["q_taken"]),
                     "grad_norm": _mean(acc["grad_norm"]),
                     "wall_s": wall,
-                    "steps_per_s": (env_steps - steps_at_start) / max(1e-9, time.perf_counter() - t0),
+                    "steps_per_s": (env_steps - session_steps0) / max(1e-9, time.perf_counter() - t0),
                 }
                 metrics.write(last_row)
                 acc = {k: [] for k in acc}
@@ -309,17 +329,8 @@ def train(
                     next_log += log_every
                 if progress is not None:
                     progress({**last_row, "total_steps": total})
-            if env_steps >= next_ckpt or done:
-                wall = wall_before + time.perf_counter() - t0
-                _save(root, env_steps, episodes, learner, seed_rng, acc, wall, run)
-                while next_ckpt <= env_steps:
-                    next_ckpt += ckpt_every
-                if not done:  # restart episodes: an uninterrupted run == a resumed one
-                    steps_at_start = env_steps
-                    rollout = Rollout(env, learner.behaviour_policy(env_steps), next_seeds, record=True)
-            if stop_at is not None and env_steps >= stop_at and not done:
-                killed = True
-                break
+            if env_steps >= next_ckpt and env_steps < total:
+                draining = True
     finally:
         metrics.close()
     wall = wall_before + time.perf_counter() - t0
