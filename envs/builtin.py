@@ -11,10 +11,10 @@ register(
     "matrix",
     MatrixGameEnv,
     "repeated cooperative matrix game from any payoff table (payoff=[[...]], one axis per agent); default: climbing",
-    train_steps=10_000,
+    train_steps=20_000,
 )
-register("climbing", MatrixGameEnv, "climbing game (Claus & Boutilier); optimum 11 beside -30 penalties", train_steps=10_000, preset="climbing")
-register("penalty", MatrixGameEnv, "penalty game; optima 10, miscoordination -k (k=100)", train_steps=10_000, preset="penalty")
+register("climbing", MatrixGameEnv, "climbing game (Claus & Boutilier); optimum 11 beside -30 penalties", train_steps=20_000, preset="climbing")
+register("penalty", MatrixGameEnv, "penalty game; optima 10, miscoordination -k (k=100)", train_steps=20_000, preset="penalty")
 register(
     "rendezvous",
     RendezvousEnv,

@@ -17,7 +17,12 @@ cells (goal and agents read 0 there). Window entry ``[a, b]`` is the cell
 ``(x + a - view, y + b - view)``; channels are flattened row-major after the
 agent's own normalised position::
 
-    obs = [x/(grid-1), y/(grid-1), goal[W*W], others[W*W], wall[W*W]]
+    obs = [x/(grid-1), y/(grid-1), goal[W*W], others[W*W], wall[W*W], t/limit]
+
+The episode limit is part of the task: meeting must happen within it, so
+running out of time is a terminal failure (``terminated``), not a truncation
+that learners bootstrap through; the elapsed fraction is in every agent's
+observation so the value of "still time left" is observable.
 
 The state holds every agent's normalised position, the goal block's normalised
 lower-left corner and the elapsed fraction of the episode. Positions (for the
@@ -65,7 +70,7 @@ class RendezvousEnv(MultiAgentEnv):
         self.spec = EnvSpec(
             name="rendezvous",
             n_agents=n_agents,
-            obs_dim=2 + 3 * w2,
+            obs_dim=3 + 3 * w2,
             state_dim=2 * n_agents + 3,
             episode_limit=episode_limit,
             n_actions=len(MOVES),
@@ -127,7 +132,10 @@ class RendezvousEnv(MultiAgentEnv):
             self.pos[active] = moved[active]
         success = self.on_goal().all(axis=1) & active
         reward = np.where(success, np.float32(SUCCESS_REWARD), np.float32(0.0))
-        return np.repeat(reward[:, None], self.n_agents, axis=1), success
+        # The limit is part of the task (meet within it or fail): reaching it
+        # is a terminal failure, not a truncation to bootstrap through.
+        out_of_time = self._t + 1 >= self.spec.episode_limit
+        return np.repeat(reward[:, None], self.n_agents, axis=1), success | (out_of_time & active)
 
     # ---- observations --------------------------------------------------------------
     def _obs(self) -> np.ndarray:
@@ -143,7 +151,8 @@ class RendezvousEnv(MultiAgentEnv):
         others = obs[:, :, 2 + w2 : 2 + 2 * w2]
         others[...] = occ[cell[:, :, None] + self._win_off]
         others[:, :, self._center] -= 1.0
-        obs[:, :, 2 + 2 * w2 :] = self._wall_tab[x, y]
+        obs[:, :, 2 + 2 * w2 : 2 + 3 * w2] = self._wall_tab[x, y]
+        obs[:, :, -1] = (self._t / self.spec.episode_limit)[:, None]
         return obs
 
     def _state(self) -> np.ndarray:

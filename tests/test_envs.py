@@ -307,14 +307,15 @@ def reference_rendezvous_obs(env: RendezvousEnv, b: int, i: int) -> np.ndarray:
                 continue
             goal[a, c] = gx <= cx < gx + s and gy <= cy < gy + s
             others[a, c] = sum(1 for j in range(env.n_agents) if j != i and tuple(env.pos[b, j]) == (cx, cy))
-    return np.concatenate([[x / (g - 1), y / (g - 1)], goal.ravel(), others.ravel(), wall.ravel()])
+    t = env._t[b] / env.spec.episode_limit
+    return np.concatenate([[x / (g - 1), y / (g - 1)], goal.ravel(), others.ravel(), wall.ravel(), [t]])
 
 
 def test_rendezvous_dims():
     env = make("rendezvous")
-    assert (env.spec.obs_dim, env.spec.state_dim, env.spec.n_actions) == (2 + 3 * 25, 4 * 2 + 3, 5)
+    assert (env.spec.obs_dim, env.spec.state_dim, env.spec.n_actions) == (3 + 3 * 25, 4 * 2 + 3, 5)
     assert env.spec.has_positions and env.spec.pos_dim == 2
-    assert make("rendezvous", view=1, n_agents=2).spec.obs_dim == 2 + 3 * 9
+    assert make("rendezvous", view=1, n_agents=2).spec.obs_dim == 3 + 3 * 9
 
 
 def test_rendezvous_window_hand_checked():
@@ -327,7 +328,7 @@ def test_rendezvous_window_hand_checked():
     goal = [[0, 0, 0], [0, 0, 0], [0, 1, 1]]
     others = [[0, 0, 0], [0, 0, 0], [0, 0, 2]]
     wall = [[1, 1, 1], [1, 0, 0], [1, 0, 0]]
-    np.testing.assert_array_equal(obs[0], [0, 0, *np.ravel(goal), *np.ravel(others), *np.ravel(wall)])
+    np.testing.assert_array_equal(obs[0], [0, 0, *np.ravel(goal), *np.ravel(others), *np.ravel(wall), 0])
     # agent 1 at (1, 1) sees agent 0 at (0, 0) and agent 2 on its own cell
     others1 = [[1, 0, 0], [0, 1, 0], [0, 0, 0]]
     np.testing.assert_array_equal(obs[1, 2 + 9 : 2 + 18], np.ravel(others1))
@@ -376,14 +377,15 @@ def test_rendezvous_reward_only_when_all_on_goal():
     np.testing.assert_array_equal(ts.terminated, [True, False, True])
 
 
-def test_rendezvous_time_limit_truncates():
+def test_rendezvous_time_limit_is_a_terminal_failure():
     env = make("rendezvous", n_envs=1, n_agents=2, grid=6, goal_size=1, episode_limit=3)
     env.reset(0)
     env.goal[0] = [5, 5]
     env.pos[0] = [[0, 0], [0, 1]]
     for _ in range(3):
         ts = env.step(np.zeros((1, 2), dtype=np.int64))
-    assert ts.done[0] and not ts.terminated[0] and ts.reward.sum() == 0
+    assert ts.done[0] and ts.terminated[0] and ts.reward.sum() == 0
+    assert ts.obs[0, 0, -1] == 1.0  # elapsed fraction of the episode
     np.testing.assert_allclose(ts.state[0], [0, 0, 0, 0.2, 1, 1, 1])
 
 

@@ -68,3 +68,12 @@ def test_spread_qmix_beats_random(cli, tmp_path):
     rand = random_return("spread", 128)
     print(f"spread QMIX {s['eval_return']:.2f} vs random {rand.mean():.2f} ± {rand.std():.2f}")
     assert s["eval_return"] > rand.mean() + 3 * rand.std() / np.sqrt(len(rand)) + 5.0, (s["eval_return"], rand.mean())
+
+
+@pytest.mark.parametrize("env,value", [("climbing", 7.0), ("penalty", 2.0)])
+def test_matrix_presets_qmix_reaches_its_known_equilibrium(env, value, cli, tmp_path):
+    """QMIX's monotonic mixing cannot represent these non-monotonic payoffs:
+    it reliably settles on the safe joint action (climbing 7 of 11, penalty 2
+    of 10 with k = 100), never on a miscoordination penalty."""
+    s = train_json(cli, tmp_path, "--env", env, "--algo", "qmix", "--seed", "0", "--eval-episodes", "8")
+    assert s["eval_return"] == pytest.approx(value), s
