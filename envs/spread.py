@@ -14,8 +14,10 @@ action in ``[-1, 1]^2`` scaled by ``step_size``.
 Each agent observes its own position, the landmarks relative to itself (in
 landmark order) and the other agents relative to itself (in index order,
 itself left out): ``obs_dim = 2 + 2n + 2(n-1)``. The state is every agent
-position followed by every landmark position (``4n``). Episodes end only at
-``episode_limit`` (a time limit, not a termination).
+position, every landmark position and the elapsed fraction of the episode
+(``4n + 1``). As in MPE the task is the return over a fixed horizon of
+``episode_limit`` steps, so reaching it is a termination (no bootstrap): value
+targets stay the size of the return instead of -r/(1-gamma).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class SpreadEnv(MultiAgentEnv):
             name="spread",
             n_agents=n,
             obs_dim=2 + 2 * n + 2 * (n - 1),
-            state_dim=4 * n,
+            state_dim=4 * n + 1,
             episode_limit=episode_limit,
             n_actions=None if self.continuous else len(MOVES),
             action_dim=2 if self.continuous else None,
@@ -96,7 +98,8 @@ class SpreadEnv(MultiAgentEnv):
         else:
             self.pos[active] = moved[active]
         reward = self.current_reward()
-        return np.repeat(reward[:, None], self.n_agents, axis=1), np.zeros(self.n_envs, dtype=bool)
+        horizon = (self._t + 1 >= self.spec.episode_limit) & active
+        return np.repeat(reward[:, None], self.n_agents, axis=1), horizon
 
     def coverage_and_collisions(self) -> tuple[np.ndarray, np.ndarray]:
         """[B] sum over landmarks of the distance to the nearest agent, [B] colliding pairs."""
@@ -129,7 +132,8 @@ class SpreadEnv(MultiAgentEnv):
 
     def _state(self) -> np.ndarray:
         B = self.n_envs
-        return np.concatenate([self.pos.reshape(B, -1), self.landmarks.reshape(B, -1)], axis=1)
+        elapsed = (self._t / self.spec.episode_limit).astype(np.float32)[:, None]
+        return np.concatenate([self.pos.reshape(B, -1), self.landmarks.reshape(B, -1), elapsed], axis=1)
 
     def _positions(self) -> np.ndarray:
         return self.pos.copy()

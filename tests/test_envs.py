@@ -421,7 +421,7 @@ def direct_spread_reward(pos: np.ndarray, landmarks: np.ndarray, radius: float) 
 def test_spread_dims():
     for n in (2, 3, 16, 32):
         spec = make("spread", n_agents=n).spec
-        assert (spec.obs_dim, spec.state_dim, spec.n_actions, spec.action_dim) == (4 * n, 4 * n, 5, None)
+        assert (spec.obs_dim, spec.state_dim, spec.n_actions, spec.action_dim) == (4 * n, 4 * n + 1, 5, None)
     spec = make("spread", continuous=True).spec
     assert (spec.n_actions, spec.action_dim, spec.action_low, spec.action_high) == (None, 2, -1.0, 1.0)
 
@@ -473,7 +473,7 @@ def test_spread_obs_layout_and_moves():
         others = [p[j] - p[i] for j in range(3) if j != i]
         want = np.concatenate([p[i], (land - p[i]).ravel(), *others])
         np.testing.assert_allclose(ts.obs[0, i], want, atol=1e-6)
-    np.testing.assert_allclose(ts.state[0], np.concatenate([p.ravel(), land.ravel()]), atol=1e-6)
+    np.testing.assert_allclose(ts.state[0], np.concatenate([p.ravel(), land.ravel(), [ts.t[0] / env.spec.episode_limit]]), atol=1e-6)
     assert not ts.done[0]
 
 
@@ -485,13 +485,14 @@ def test_spread_continuous_actions_scaled_and_clipped():
     np.testing.assert_allclose(env.pos[0], [[0.05, -0.025], [1.0, -0.6]], atol=1e-6)
 
 
-def test_spread_episode_ends_by_time_limit_only():
+def test_spread_episode_ends_at_its_horizon_only():
     env = make("spread", n_envs=2, episode_limit=4)
     env.reset(0)
     for t in range(4):
         ts = env.step(np.zeros((2, 3), dtype=np.int64))
         assert ts.done.all() == (t == 3)
-    assert not ts.terminated.any()
+        assert ts.terminated.all() == (t == 3)  # the fixed horizon is the task: no bootstrap
+        assert ts.state[0, -1] == pytest.approx((t + 1) / 4)
 
 
 # ---------------------------------------------------------------------------
