@@ -148,3 +148,18 @@ def test_config_overrides_are_typed():
         apply_overrides(RunConfig(), {"steps": "0"}, "run")
     with pytest.raises(ConfigError, match="key=value"):
         parse_set(["lr"])
+
+
+@pytest.mark.parametrize("shared,last_action", [(True, False), (True, True), (False, False)])
+def test_unroll_equals_step_by_step(shared, last_action):
+    """The learner's fused unroll computes what acting step by step computes."""
+    torch.manual_seed(2)
+    net = RNNAgent(7, 4, 3, hidden_dim=16, last_action=last_action, shared=shared)
+    B, T = 4, 9
+    obs = torch.randn(B, T, 3, 7)
+    last = torch.randn(B, T, 3, 4) if last_action else None
+    h, qs = net.init_hidden(B), []
+    for t in range(T):
+        q, h = net(obs[:, t], h, None if last is None else last[:, t])
+        qs.append(q)
+    torch.testing.assert_close(net.unroll(obs, last), torch.stack(qs, 1), rtol=1e-5, atol=1e-6)

@@ -88,6 +88,31 @@ class RNNAgent(nn.Module):
         outs = [core(x[:, i], hidden[:, i]) for i, core in enumerate(self.cores)]
         return torch.stack([o[0] for o in outs], 1), torch.stack([o[1] for o in outs], 1)
 
+    def unroll(self, obs: torch.Tensor, last_action: torch.Tensor | None = None) -> torch.Tensor:
+        """Q values of whole sequences from a zero hidden state, in one go.
+
+        obs [B, T, n, obs_dim] (+ last_action [B, T, n, A]) -> q [B, T, n, A].
+        Same maths as calling ``forward`` step by step, but the input and
+        output layers run once over all steps and the recurrence runs in
+        ATen's fused GRU loop (the GRUCell's own weights), which makes the
+        learner's update several times faster than a Python loop over time.
+        """
+        B, T, n = obs.shape[:3]
+        flat_obs = obs.reshape(B * T, n, -1)
+        flat_last = None if last_action is None else last_action.reshape(B * T, n, -1)
+        x = self.build_inputs(flat_obs, flat_last).view(B, T, n, -1)
+        outs = []
+        for i, core in enumerate(self.cores):
+            xi = x if self.shared else x[:, :, i : i + 1]
+            m = xi.shape[2]
+            seq = F.relu(core.fc1(xi)).permute(1, 0, 2, 3).reshape(T, B * m, -1)  # [T, B*m, h]
+            h0 = seq.new_zeros(1, B * m, self.hidden_dim)
+            cell = core.rnn
+            hs, _ = torch.gru(seq, h0, [cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh], True, 1, 0.0, self.training, False, False)
+            q = core.fc2(hs).view(T, B, m, -1).permute(1, 0, 2, 3)
+            outs.append(q)
+        return outs[0] if self.shared else torch.cat(outs, dim=2)
+
     def agent_policy(self, agent: int) -> "AgentPolicy":
         return AgentPolicy(self, agent)
 

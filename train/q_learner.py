@@ -200,20 +200,12 @@ class QLearner:
 
     def _unroll(self, net: RNNAgent, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Q values [B, T+1, n, A] of an episode batch from a zero hidden state."""
-        B, T1 = obs.shape[:2]
-        h = net.init_hidden(B)
-        last = None
+        prev = None
         if net.last_action:
             onehot = torch.nn.functional.one_hot(actions, net.n_actions).float()
-            zeros = torch.zeros(B, 1, net.n_agents, net.n_actions)
+            zeros = torch.zeros(obs.shape[0], 1, net.n_agents, net.n_actions)
             prev = torch.cat([zeros, onehot], dim=1)  # prev[:, t] = action at t-1
-        qs = []
-        for t in range(T1):
-            if net.last_action:
-                last = prev[:, t]
-            q, h = net(obs[:, t], h, last)
-            qs.append(q)
-        return torch.stack(qs, dim=1)
+        return net.unroll(obs, prev)
 
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         c = self.cfg
