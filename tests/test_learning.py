@@ -64,10 +64,7 @@ def test_rendezvous_qmix_succeeds_90_percent(cli, tmp_path):
 
 
 def test_spread_qmix_beats_random(cli, tmp_path):
-    # spread's dense, small per-step signal needs more gradient updates per
-    # episode than the default (one per n_envs episodes), which stays below random here
-    s = train_json(cli, tmp_path, "--env", "spread", "--algo", "qmix", "--seed", "0", "--steps", "80000",
-                   "--set", "episodes_per_update=2", "--eval-episodes", "64")
+    s = train_json(cli, tmp_path, "--env", "spread", "--algo", "qmix", "--seed", "0", "--steps", "80000", "--eval-episodes", "64")
     rand = random_return("spread", 128)
     print(f"spread QMIX {s['eval_return']:.2f} vs random {rand.mean():.2f} ± {rand.std():.2f}")
     assert s["eval_return"] > rand.mean() + 3 * rand.std() / np.sqrt(len(rand)) + 5.0, (s["eval_return"], rand.mean())

@@ -37,7 +37,7 @@ class QLearnerConfig:
     double_q: bool = True
     batch_size: int = 32  # episodes per update
     buffer_size: int = 5000  # episodes
-    episodes_per_update: int = 0  # collected episodes per gradient update; 0: one update per n_envs episodes
+    episodes_per_update: int = 0  # collected episodes per gradient update; 0: max(1, n_envs // 4)
     target_update_episodes: int = 200  # collected episodes between hard target-network copies
     grad_clip: float = 10.0
     eps_start: float = 1.0
@@ -164,7 +164,7 @@ class QLearner:
         self.updates = 0
         self.pending = 0  # episodes collected since the last update
         self.since_sync = 0  # episodes collected since the last target copy
-        self.episodes_per_update = cfg.episodes_per_update or n_envs
+        self.episodes_per_update = cfg.episodes_per_update or max(1, n_envs // 4)
 
     # ---- acting ---------------------------------------------------------
     def epsilon(self, env_steps: int) -> float:
