@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
-import sys
+import json
 from pathlib import Path
 
 import click
@@ -70,7 +69,7 @@ def _parse_env_options(env: str, raw: dict[str, str]) -> dict:
     return out
 
 
-@click.command(help="(see main)", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--env", "env", default="two_step", show_default=True, help="Env name (listed above).")
 @click.option("--algo", "algo", default="qmix", show_default=True, help="Algorithm name (listed above).")
 @click.option("--steps", type=int, default=None, help="Env steps to train (default: the env's recommended budget).")
@@ -98,7 +97,7 @@ def train_cmd(env, algo, steps, seed, n_envs, out, sets, eval_episodes, resume, 
         if steps is not None and steps != rs.total_steps:
             d = rs.to_dict()
             d["total_steps"] = int(steps)
-            ckpt.write_atomic(Path(resume) / "config.json", __import__("json").dumps(d, indent=2))
+            ckpt.write_atomic(Path(resume) / "config.json", json.dumps(d, indent=2))
             rs = load_run_spec(resume)
         run_dir = Path(resume)
     else:
@@ -113,8 +112,6 @@ def train_cmd(env, algo, steps, seed, n_envs, out, sets, eval_episodes, resume, 
         run_dir = create_run_dir(rs, out)
     total = rs.total_steps
     bar = Progress(total, "steps", enabled=not quiet)
-    out_stream_err = as_json
-
     def on_progress(row):
         ret = row.get("return_mean")
         extra = f"return {ret:.3g}" if ret is not None else ""
@@ -122,7 +119,7 @@ def train_cmd(env, algo, steps, seed, n_envs, out, sets, eval_episodes, resume, 
             extra += f"  eps {row['epsilon']:.2f}"
         bar.update(int(row["env_steps"]), extra)
 
-    info = click.echo if not out_stream_err else (lambda m: click.echo(m, err=True))
+    info = click.echo if not as_json else (lambda m: click.echo(m, err=True))
     info(f"training {rs.run.algo} on {rs.run.env} (seed {rs.run.seed}, {total:,} env steps, {rs.run.n_envs} parallel envs) -> {run_dir}")
     try:
         summary = train(run_dir, resume=resume is not None, progress=on_progress)
@@ -140,11 +137,8 @@ def train_cmd(env, algo, steps, seed, n_envs, out, sets, eval_episodes, resume, 
     return 0
 
 
-train_cmd.help = None  # filled lazily below so --help lists the registries
-
-
 def main() -> None:
-    train_cmd.help = _help()
+    train_cmd.help = _help()  # built at run time so --help lists the registries
     run_command(train_cmd, prog_name="marl-train")
 
 

@@ -38,6 +38,7 @@ from ..envs import EnvSpec, episode_seeds, get_entry, make
 from ..envs.rollout import Rollout, evaluate
 from . import checkpoint as ckpt
 from .config import ConfigError, RunConfig, apply_overrides
+from .q_learner import TorchTeamPolicy
 from .registry import build_learner, get_algo
 
 METRIC_FIELDS = [
@@ -388,28 +389,14 @@ def _save(root: Path, env_steps: int, episodes: int, learner: Any, seed_rng: np.
     ckpt.prune(root, run.keep_checkpoints)
 
 
-class GreedyTeam:
-    """Greedy (epsilon = 0) torch team policy for evaluation."""
-
-    def __init__(self, net: Any, n_envs: int) -> None:
-        from .q_learner import TorchTeamPolicy
-
-        self.inner = TorchTeamPolicy(net, n_envs, np.random.default_rng(0))
-
-    def reset(self, mask: np.ndarray) -> None:
-        self.inner.reset(mask)
-
-    def act(self, ts: Any) -> np.ndarray:
-        return self.inner.act(ts)
-
-
 def greedy_evaluate(net: Any, rs: RunSpec, episodes: int, seed: int, n_envs: int | None = None) -> dict[str, Any]:
     n_envs = n_envs or max(1, min(episodes, 32))
     env = make(rs.run.env, n_envs=n_envs, **rs.run.env_options)
     was_training = net.training
     net.eval()
     try:
-        eps = evaluate(env, GreedyTeam(net, n_envs), episode_seeds(seed, episodes))
+        greedy = TorchTeamPolicy(net, n_envs, np.random.default_rng(0))  # epsilon 0: greedy
+        eps = evaluate(env, greedy, episode_seeds(seed, episodes))
     finally:
         net.train(was_training)
         env.close()
