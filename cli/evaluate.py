@@ -14,9 +14,16 @@ from .common import debug_option, emit_json, run_command
 @click.option("--episodes", type=int, default=32, show_default=True)
 @click.option("--seed", type=int, default=None, help="Episode seeds come from this (default: the run's seed).")
 @click.option("--checkpoint", "step", type=int, default=None, help="Env step of the checkpoint (default: latest).")
+@click.option(
+    "--msg-loss",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Drop each heard message with this probability (a lossy link; communicating runs).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line of stdout.")
 @debug_option
-def eval_cmd(target, episodes, seed, step, as_json, debug):
+def eval_cmd(target, episodes, seed, step, msg_loss, as_json, debug):
     """Greedy evaluation of TARGET, a run directory made by marl-train.
 
     The same --seed and --episodes give the same episodes in every command."""
@@ -28,13 +35,17 @@ def eval_cmd(target, episodes, seed, step, as_json, debug):
         raise ConfigError("--episodes must be >= 1")
     if seed is not None and seed < 0:
         raise ConfigError("--seed must be >= 0")
+    if not 0.0 <= msg_loss <= 1.0:
+        raise ConfigError("--msg-loss must be in [0, 1]")
     from ..train.trainer import evaluate_run
 
-    res = evaluate_run(target, episodes, seed, step)
+    res = evaluate_run(target, episodes, seed, step, msg_loss=msg_loss)
     r = res["returns"]
     say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     say(f"{target}: checkpoint at {res['checkpoint_step']:,} env steps")
     say(f"greedy return {np.mean(r):.3f} ± {np.std(r):.3f} over {len(r)} episodes (seed {res['seed']})")
+    if "msg_loss" in res:
+        say(f"messages: {res['msgs_heard_per_step']:.2f} heard per step at {res['msg_loss']:.0%} loss")
     if as_json:
         emit_json(res)
     return 0

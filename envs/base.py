@@ -76,6 +76,11 @@ class TimeStep:
                                               done & ~terminated = time limit
     positions      [B, n, pos_dim]   float32  or None when the env has no geometry
     t              [B]               int64    steps taken in the current episode
+
+    Set by the rollout loop (not by envs) when the team communicates:
+    inbox_idx      [B, n, k_max]     int64    whose step t-1 messages each agent
+                                              hears at step t (-1: empty slot)
+    inbox_mask     [B, n, k_max]     bool     which slots hold a message
     """
 
     obs: np.ndarray
@@ -87,6 +92,8 @@ class TimeStep:
     positions: np.ndarray | None
     t: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
+    inbox_idx: np.ndarray | None = None
+    inbox_mask: np.ndarray | None = None
 
     def team_reward(self) -> np.ndarray:
         """[B] the team's reward: the mean of the agents' rewards."""

@@ -3,6 +3,7 @@
 from .matrix import MatrixGameEnv
 from .registry import register
 from .rendezvous import RendezvousEnv
+from .scout import ScoutEnv
 from .spread import SpreadEnv
 from .two_step import TwoStepEnv
 
@@ -22,3 +23,9 @@ register(
     train_steps=100_000,
 )
 register("spread", SpreadEnv, "cooperative navigation: cover n landmarks, avoid collisions (discrete or continuous)", train_steps=200_000)
+register(
+    "scout",
+    ScoutEnv,
+    "one agent sees the target, the others must be told (needs comm); silent ceiling 1.75, talking 3.44",
+    train_steps=40_000,
+)

@@ -6,6 +6,17 @@ Runtime policy) and the world simulator all play episodes the same way.
 A ``TeamPolicy`` keeps its own recurrent state per slot: ``reset(mask)``
 clears the slots that start a new episode, ``act(ts)`` returns actions
 ``[B, n]`` for every slot (ignored for finished ones).
+
+Messages (DESIGN.md contracts 2 and 3). Given a ``Topology``, the loop
+decides who hears whom with ``topology.neighbours(positions at step t)`` and
+routes by it the messages the agents emit at step ``t``: they are heard at
+``t + 1``. Before each ``act`` the timestep carries ``inbox_idx`` /
+``inbox_mask`` ``[B, n, k_max]``: the senders whose step ``t-1`` messages
+each agent hears now, slot order as the topology gives it (nearest first
+where there are positions). At an episode's first step the inbox is empty.
+The policy keeps its own last ``msg_out`` and gathers by the inbox; message
+*loss* is the policy's (training dropout) or the channel's business, not
+this loop's. The world simulator routes with this same code.
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from .base import EnvSpec, MultiAgentEnv, TimeStep
+from .topology import Topology, check_topology
 
 
 class TeamPolicy(Protocol):
@@ -33,11 +45,13 @@ class Episode:
     data: dict[str, np.ndarray] | None = None  # padded arrays (see train.buffer) when recording
 
 
-def episode_layout(spec: EnvSpec) -> dict[str, tuple[tuple[int, ...], type]]:
-    """Shapes and dtypes of one padded episode (T = episode limit)."""
+def episode_layout(spec: EnvSpec, k_max: int = 0) -> dict[str, tuple[tuple[int, ...], type]]:
+    """Shapes and dtypes of one padded episode (T = episode limit); with
+    ``k_max > 0`` also each step's inbox routing (``inbox_idx`` as int16)."""
     T, n = spec.episode_limit, spec.n_agents
     A = spec.n_actions or 1
-    return {
+    comm = {"inbox_idx": ((T + 1, n, k_max), np.int16), "inbox_mask": ((T + 1, n, k_max), bool)} if k_max else {}
+    return comm | {
         "obs": ((T + 1, n, spec.obs_dim), np.float32),
         "state": ((T + 1, spec.state_dim), np.float32),
         "avail": ((T + 1, n, A), bool),
@@ -62,17 +76,26 @@ class Rollout:
         policy: TeamPolicy,
         next_seeds: Callable[[int], np.ndarray],
         record: bool = False,
+        topology: Topology | None = None,
     ) -> None:
         self.env, self.policy, self.next_seeds, self.record = env, policy, next_seeds, record
         B = env.n_envs
         self.spec = env.spec
+        self.topology = topology
+        k = 0
+        if topology is not None:
+            check_topology(topology, self.spec)
+            k = topology.k_max
+            self.inbox_idx = np.full((B, self.spec.n_agents, k), -1, dtype=np.int64)
+            self.inbox_mask = np.zeros((B, self.spec.n_agents, k), dtype=bool)
         self.slot_index = np.full(B, -1, dtype=np.int64)
         self.slot_seed = np.zeros(B, dtype=np.int64)
         self.slot_return = np.zeros(B, dtype=np.float64)
         self.started = 0
         self.env_steps = 0
+        self.msgs_sent = 0  # messages routed (emitted x hearers), summed over active slot-steps
         if record:
-            self.stage = {k: np.zeros((B, *shape), dtype=dt) for k, (shape, dt) in episode_layout(self.spec).items()}
+            self.stage = {name: np.zeros((B, *shape), dtype=dt) for name, (shape, dt) in episode_layout(self.spec, k).items()}
         seeds = np.asarray(next_seeds(B), dtype=np.int64)
         if len(seeds) == 0:
             raise ValueError("no episodes to run")
@@ -84,6 +107,7 @@ class Rollout:
             env._done[idle] = True  # noqa: SLF001 (the env's own bookkeeping)
             self.ts.done[idle] = True
         self._assign(np.flatnonzero(~idle), seeds)
+        self._attach_inbox()
         policy.reset(np.ones(B, dtype=bool))
         if record:
             self._record_obs(np.flatnonzero(~idle))
@@ -105,6 +129,14 @@ class Rollout:
         st["obs"][slots, t] = ts.obs[slots]
         st["state"][slots, t] = ts.state[slots]
         st["avail"][slots, t] = ts.avail_actions[slots]
+        if self.topology is not None:
+            st["inbox_idx"][slots, t] = self.inbox_idx[slots]
+            st["inbox_mask"][slots, t] = self.inbox_mask[slots]
+
+    def _attach_inbox(self) -> None:
+        if self.topology is not None:
+            self.ts.inbox_idx = self.inbox_idx.copy()
+            self.ts.inbox_mask = self.inbox_mask.copy()
 
     def step(self) -> list[Episode]:
         """One batched step; returns the episodes that ended in it."""
@@ -113,8 +145,12 @@ class Rollout:
             return []
         actions = self.policy.act(self.ts)
         t_before = self.ts.t.copy()
+        if self.topology is not None:  # route the messages just emitted by this step's neighbours
+            self.inbox_idx, self.inbox_mask = self.topology.neighbours(self.ts.positions, batch=self.env.n_envs)
+            self.msgs_sent += int(self.inbox_mask[active].sum())
         ts = self.env.step(actions)
         self.ts = ts
+        self._attach_inbox()
         idx = np.flatnonzero(active)
         self.env_steps += len(idx)
         self.slot_return[idx] += ts.team_reward()[idx]
@@ -129,6 +165,10 @@ class Rollout:
         ended = idx[ts.done[idx]]
         if len(ended) == 0:
             return []
+        if self.topology is not None:  # nothing crosses an episode boundary
+            self.inbox_idx[ended] = -1
+            self.inbox_mask[ended] = False
+            self._attach_inbox()
         out = []
         for s in ended:
             data = None
@@ -146,6 +186,7 @@ class Rollout:
             all_seeds = np.zeros(self.env.n_envs, dtype=np.int64)
             all_seeds[restart] = seeds
             self.ts = self.env.reset(all_seeds, mask=mask)
+            self._attach_inbox()
             self._assign(restart, seeds)
             self.policy.reset(mask)
             if self.record:
@@ -153,7 +194,7 @@ class Rollout:
         return out
 
 
-def evaluate(env: MultiAgentEnv, policy: TeamPolicy, seeds: np.ndarray) -> list[Episode]:
+def evaluate(env: MultiAgentEnv, policy: TeamPolicy, seeds: np.ndarray, topology: Topology | None = None) -> list[Episode]:
     """Play one episode per seed (in ``env.n_envs`` slots); episodes in seed order."""
     seeds = np.asarray(seeds, dtype=np.int64)
     cursor = 0
@@ -164,7 +205,7 @@ def evaluate(env: MultiAgentEnv, policy: TeamPolicy, seeds: np.ndarray) -> list[
         cursor += len(out)
         return out
 
-    ro = Rollout(env, policy, next_seeds)
+    ro = Rollout(env, policy, next_seeds, topology=topology)
     done: list[Episode] = []
     while ro.active.any():
         done.extend(ro.step())

@@ -6,7 +6,8 @@ numpy only. Training and the deployment world simulator call the *same*
 Spec strings (what ``--set topology=...`` takes and what run dirs and bundles
 record; ``str(topo)`` gives the canonical form back)::
 
-    broadcast      every other agent, in index order               k_max = n-1
+    broadcast      every other agent: nearest first when the env  k_max = n-1
+                   has positions (ties by index), else index order
     knn:K          the K nearest agents by Euclidean position,     k_max = K (1..n-1)
                    nearest first, ties broken by the lower index
     range:R        every agent within distance R (<= R), nearest   k_max = the cap
@@ -166,8 +167,8 @@ class Topology:
     def neighbours(self, positions: np.ndarray | None = None, batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Each agent's neighbours this step.
 
-        positions  [B, n, d] agent positions; required for knn and range,
-                   optional for static kinds (only its batch size is used).
+        positions  [B, n, d] agent positions; required for knn and range;
+                   orders broadcast nearest first; graphs use only its batch size.
         batch      B when no positions are given (default 1).
 
         Returns ``idx [B, n, k_max]`` int64 (-1 in invalid slots) and
@@ -175,6 +176,9 @@ class Topology:
         """
         n = self.n_agents
         B = self._batch(positions, batch)
+        if self.kind == "broadcast" and positions is not None:  # everyone, nearest first
+            order = np.argsort(_distances(positions), axis=2, kind="stable")[:, :, : self.k_max]
+            return order.astype(np.int64, copy=False), np.ones(order.shape, dtype=bool)
         if self.static:
             idx = np.ascontiguousarray(np.broadcast_to(self._table, (B, n, self.k_max)))
             return idx, idx >= 0

@@ -28,6 +28,8 @@ CASES = [
     ("spread", {}),
     ("spread", {"continuous": True}),
     ("spread", {"n_agents": 7}),
+    ("scout", {}),
+    ("scout", {"n_agents": 6, "n_targets": 3, "episode_limit": 2}),
 ]
 IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items() if k != 'payoff') or 'default'}" for n, o in CASES]
 
@@ -522,3 +524,55 @@ def test_spec_records_options_and_round_trips():
     assert type(spec).from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
     spec = make("penalty", k=7).spec
     assert type(spec).from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+# ---------------------------------------------------------------------------
+# scout: the task where talking is necessary
+# ---------------------------------------------------------------------------
+def test_scout_only_the_scout_sees_the_target():
+    from marl_edge.envs.scout import silent_ceiling, talking_ceiling
+
+    env = make("scout", n_envs=64)
+    ts = env.reset(3)
+    is_scout = ts.obs[:, :, 0] == 1
+    assert (is_scout.sum(axis=1) == 1).all()
+    target = ts.state[:, :4].argmax(axis=1)
+    scout = ts.state[:, 4:8].argmax(axis=1)
+    assert (is_scout.argmax(axis=1) == scout).all()
+    rows = np.arange(64)
+    assert (ts.obs[rows, scout, 1:5].argmax(axis=1) == target).all()
+    # a non-scout's observation carries nothing about the target
+    others = ~is_scout
+    assert (ts.obs[others][:, 1:5] == 0).all()
+    assert len(set(target.tolist())) == 4 and len(set(scout.tolist())) == 4  # both vary by episode
+    # reward = the fraction of agents naming the target; fixed horizon, last step terminal
+    acts = np.zeros((64, 4), dtype=np.int64)
+    acts[:, :2] = target[:, None]
+    total = np.zeros(64)
+    for t in range(4):
+        ts = env.step(acts)
+        total += ts.team_reward()
+        assert ts.done.all() == (t == 3) and (ts.terminated == ts.done).all()
+    hit = 2 + (acts[:, 2:] == target[:, None]).sum(axis=1)
+    np.testing.assert_allclose(total, 4 * hit / 4)
+    assert silent_ceiling(4, 4, 4) == 1.75 and talking_ceiling(4, 4, 4) == 3.4375
+
+
+def test_scout_silent_ceiling_is_what_a_silent_team_gets():
+    """The best silent policy (scout names the target, others guess one fixed target)."""
+    from marl_edge.envs.scout import silent_ceiling
+
+    env = make("scout", n_envs=4000)
+    ts = env.reset(11)
+    total = np.zeros(4000)
+    while not ts.done.all():
+        acts = np.where(ts.obs[:, :, 0] == 1, ts.obs[:, :, 1:5].argmax(axis=2), 0)
+        ts = env.step(acts)
+        total += ts.team_reward()
+    assert abs(total.mean() - silent_ceiling(4, 4, 4)) < 0.03
+
+
+@pytest.mark.parametrize("opts", [{"n_agents": 1}, {"n_targets": 1}, {"episode_limit": 1}, {"n_agents": 2.5}])
+def test_scout_bad_options(opts):
+    with pytest.raises(EnvError, match="scout: "):
+        make("scout", **opts)

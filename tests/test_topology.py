@@ -161,9 +161,10 @@ def test_broadcast():
     idx, mask = topo.neighbours(batch=3)
     assert idx.shape == (3, 4, 3) and mask.all()
     assert idx[2].tolist() == [[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]]
-    # positions are accepted (and only set the batch size)
-    idx, _ = topo.neighbours(line(5, 4, 3, 2))
-    assert idx.shape == (1, 4, 3) and idx[0, 3].tolist() == [0, 1, 2]
+    # with positions: still everyone, nearest first (what the knn aggregator relies on)
+    idx, mask = topo.neighbours(line(5, 4, 3, 2))
+    assert idx.shape == (1, 4, 3) and mask.all()
+    assert idx[0, 3].tolist() == [2, 1, 0] and idx[0, 1].tolist() == [0, 2, 3]
 
 
 def test_ring():

@@ -99,7 +99,7 @@ def test_agent_policy_is_the_team_network(shared, last_action):
     pols = [net.agent_policy(i) for i in range(n)]
     prev = torch.zeros(B, n, A)
     for t in range(T):
-        q_team, h_team = net(obs[t], h_team, prev if last_action else None)
+        q_team, h_team, _ = net(obs[t], h_team, prev if last_action else None)
         a_team = masked_greedy(q_team, avail[t])
         for i in range(n):
             a, h_ag[i], q = pols[i](obs[t, :, i], avail[t, :, i], h_ag[i], prev[:, i] if last_action else None)
@@ -113,7 +113,7 @@ def test_agent_ids_distinguish_agents_with_shared_weights():
     torch.manual_seed(0)
     net = RNNAgent(4, 3, 2, hidden_dim=8)
     obs = torch.ones(1, 2, 4)
-    q, _ = net(obs, net.init_hidden(1))
+    q, _, _ = net(obs, net.init_hidden(1))
     assert not torch.allclose(q[0, 0], q[0, 1])
 
 
@@ -160,6 +160,6 @@ def test_unroll_equals_step_by_step(shared, last_action):
     last = torch.randn(B, T, 3, 4) if last_action else None
     h, qs = net.init_hidden(B), []
     for t in range(T):
-        q, h = net(obs[:, t], h, None if last is None else last[:, t])
+        q, h, _ = net(obs[:, t], h, None if last is None else last[:, t])
         qs.append(q)
     torch.testing.assert_close(net.unroll(obs, last), torch.stack(qs, 1), rtol=1e-5, atol=1e-6)

@@ -3,7 +3,8 @@
 Layout per episode (T = episode limit): ``obs [T+1, n, o]``, ``state [T+1, s]``,
 ``avail [T+1, n, A]``, ``actions [T, n]``, ``reward [T, n]`` (per agent),
 ``terminated [T]`` (the task ended after step t: no bootstrap), ``filled [T]``
-(step t is real, not padding). The entry at index T+1 of a truncated episode
+(step t is real, not padding); when the team communicates also
+``inbox_idx, inbox_mask [T+1, n, k_max]`` (whom each agent heard at step t). The entry at index T+1 of a truncated episode
 is its last observation, so the bootstrap of a time-limit end is correct.
 """
 
@@ -16,21 +17,22 @@ import numpy as np
 from ..envs import EnvSpec
 from ..envs.rollout import episode_layout
 
-FIELDS = ("obs", "state", "avail", "actions", "reward", "terminated", "filled")
+PER_STEP_PLUS_ONE = ("obs", "state", "avail", "inbox_idx", "inbox_mask")  # T+1 entries (one per observation)
 
 
-def empty_episodes(spec: EnvSpec, count: int) -> dict[str, np.ndarray]:
-    return {k: np.zeros((count, *shape), dtype=dt) for k, (shape, dt) in episode_layout(spec).items()}
+def empty_episodes(spec: EnvSpec, count: int, k_max: int = 0) -> dict[str, np.ndarray]:
+    return {k: np.zeros((count, *shape), dtype=dt) for k, (shape, dt) in episode_layout(spec, k_max).items()}
 
 
 class EpisodeBuffer:
     """A ring buffer of ``capacity`` whole episodes."""
 
-    def __init__(self, spec: EnvSpec, capacity: int) -> None:
+    def __init__(self, spec: EnvSpec, capacity: int, k_max: int = 0) -> None:
         if capacity < 1:
             raise ValueError("buffer capacity must be >= 1 episode")
         self.spec, self.capacity = spec, int(capacity)
-        self.data = empty_episodes(spec, self.capacity)
+        self.data = empty_episodes(spec, self.capacity, k_max)
+        self.fields = tuple(self.data)
         self.size = 0
         self.pos = 0
 
@@ -41,7 +43,7 @@ class EpisodeBuffer:
         """Insert ``k`` episodes given as arrays with a leading episode axis."""
         k = len(episodes["filled"])
         idx = (self.pos + np.arange(k)) % self.capacity
-        for name in FIELDS:
+        for name in self.fields:
             self.data[name][idx] = episodes[name]
         self.pos = int((self.pos + k) % self.capacity)
         self.size = int(min(self.size + k, self.capacity))
@@ -52,9 +54,9 @@ class EpisodeBuffer:
         filled = self.data["filled"][idx]
         T = int(filled.any(axis=0).nonzero()[0].max()) + 1 if filled.any() else 1
         out = {}
-        for name in FIELDS:
+        for name in self.fields:
             arr = self.data[name][idx]
-            out[name] = arr[:, : T + 1] if name in ("obs", "state", "avail") else arr[:, :T]
+            out[name] = arr[:, : T + 1] if name in PER_STEP_PLUS_ONE else arr[:, :T]
         return out
 
     # ---- persistence (for --resume) ---------------------------------------
@@ -69,6 +71,6 @@ class EpisodeBuffer:
             size, pos, capacity = (int(x) for x in z["_meta"])
             if capacity != self.capacity:
                 raise ValueError(f"saved buffer capacity {capacity} != configured {self.capacity}")
-            for k in FIELDS:
+            for k in self.fields:
                 self.data[k][:size] = z[k]
             self.size, self.pos = size, pos

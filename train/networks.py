@@ -1,12 +1,13 @@
 """Agent networks.
 
 ``RNNAgent`` is the recurrent agent of EPyMARL/PyMARL (fc -> GRUCell -> fc)
-with parameter sharing and an agent-id one-hot (or one network per agent).
-Training calls it on the whole team at once (``forward``); deployment calls
-``AgentPolicy``, the per-agent view of the *same* parameters with the
-signature of DESIGN.md contract 4 (``obs, avail_actions, hidden ->
-action, hidden_out, q``) and the agent id folded in as a constant. The
-exporter exports ``AgentPolicy`` as it is.
+with parameter sharing and an agent-id one-hot (or one network per agent),
+optionally with a message head (``train.comm``): the aggregated inbox joins
+the input layer and ``msg_out`` is emitted from the new hidden state.
+Training calls it on the whole team at once (``forward``, ``unroll``);
+deployment calls ``AgentPolicy``, the per-agent view of the *same*
+parameters with the signature of DESIGN.md contract 4 and the agent id
+folded in as a constant. The exporter exports ``AgentPolicy`` as it is.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .comm import CommConfig, MessageHead, gather_inbox
 
 NEG_INF = -1e10  # masked-out Q value; finite so ONNX and fp16 stay well defined
 
@@ -24,17 +27,27 @@ def masked_greedy(q: torch.Tensor, avail: torch.Tensor) -> torch.Tensor:
 
 
 class AgentCore(nn.Module):
-    """fc -> ReLU -> GRUCell -> fc: one agent's Q-network (or logits head)."""
+    """[x, aggregated inbox] -> fc -> ReLU -> GRUCell -> fc (Q values or logits)
+    and, when communicating, -> msg_out. One agent, any leading batch shape."""
 
-    def __init__(self, in_dim: int, n_out: int, hidden_dim: int) -> None:
+    def __init__(self, in_dim: int, n_out: int, hidden_dim: int, comm: CommConfig | None = None) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(in_dim, hidden_dim)
+        self.msg = MessageHead(comm, in_dim, hidden_dim) if comm is not None and comm.communicates else None
+        self.fc1 = nn.Linear(in_dim + (self.msg.out_dim if self.msg is not None else 0), hidden_dim)
         self.rnn = nn.GRUCell(hidden_dim, hidden_dim)
         self.fc2 = nn.Linear(hidden_dim, n_out)
 
-    def forward(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.rnn(F.relu(self.fc1(x)), h)
-        return self.fc2(h), h
+    def forward(
+        self, x: torch.Tensor, h: torch.Tensor, msg_in: torch.Tensor | None = None, msg_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        if self.msg is None:
+            h = self.rnn(F.relu(self.fc1(x)), h)
+            return self.fc2(h), h, None
+        if msg_in is None or msg_mask is None:
+            raise ValueError("this agent communicates: pass msg_in [b, k_max, d] and msg_mask [b, k_max]")
+        c = self.msg.aggregate(x, h, msg_in, msg_mask)
+        h = self.rnn(F.relu(self.fc1(torch.cat([x, c], dim=-1))), h)
+        return self.fc2(h), h, self.msg.emit(h)
 
 
 class RNNAgent(nn.Module):
@@ -49,9 +62,16 @@ class RNNAgent(nn.Module):
         agent_id: bool = True,
         last_action: bool = False,
         shared: bool = True,
+        comm: CommConfig | None = None,
+        k_max: int = 0,
     ) -> None:
         super().__init__()
         self.obs_dim, self.n_actions, self.n_agents = obs_dim, n_actions, n_agents
+        self.communicates = comm is not None and comm.communicates
+        if self.communicates and k_max < 1:
+            raise ValueError("a communicating agent needs k_max >= 1 inbox slots")
+        self.k_max = k_max if self.communicates else 0
+        self.msg_dim = comm.msg_dim if self.communicates else 0
         self.hidden_dim = hidden_dim
         self.agent_id = agent_id and shared  # ids only make sense with shared weights
         self.last_action = last_action
@@ -59,7 +79,7 @@ class RNNAgent(nn.Module):
         in_dim = obs_dim + (n_agents if self.agent_id else 0) + (n_actions if last_action else 0)
         self.in_dim = in_dim
         n_cores = 1 if shared else n_agents
-        self.cores = nn.ModuleList(AgentCore(in_dim, n_actions, hidden_dim) for _ in range(n_cores))
+        self.cores = nn.ModuleList(AgentCore(in_dim, n_actions, hidden_dim, comm) for _ in range(n_cores))
         self.register_buffer("ids", torch.eye(n_agents), persistent=False)
 
     def init_hidden(self, batch: int) -> torch.Tensor:
@@ -77,18 +97,52 @@ class RNNAgent(nn.Module):
         return torch.cat(parts, dim=-1) if len(parts) > 1 else obs
 
     def forward(
-        self, obs: torch.Tensor, hidden: torch.Tensor, last_action: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """obs [B, n, obs_dim], hidden [B, n, h] -> q [B, n, A], hidden [B, n, h]."""
+        self,
+        obs: torch.Tensor,
+        hidden: torch.Tensor,
+        last_action: torch.Tensor | None = None,
+        msg_in: torch.Tensor | None = None,
+        msg_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """obs [B, n, obs_dim], hidden [B, n, h] (+ msg_in [B, n, k, d], msg_mask [B, n, k])
+        -> q [B, n, A], hidden [B, n, h], msg_out [B, n, d] (None without messages)."""
         x = self.build_inputs(obs, last_action)
         B, n = x.shape[:2]
         if self.shared:
-            q, h = self.cores[0](x.reshape(B * n, -1), hidden.reshape(B * n, -1))
-            return q.view(B, n, -1), h.view(B, n, -1)
-        outs = [core(x[:, i], hidden[:, i]) for i, core in enumerate(self.cores)]
-        return torch.stack([o[0] for o in outs], 1), torch.stack([o[1] for o in outs], 1)
+            mi = None if msg_in is None else msg_in.reshape(B * n, *msg_in.shape[2:])
+            mm = None if msg_mask is None else msg_mask.reshape(B * n, -1)
+            q, h, m = self.cores[0](x.reshape(B * n, -1), hidden.reshape(B * n, -1), mi, mm)
+            return q.view(B, n, -1), h.view(B, n, -1), None if m is None else m.view(B, n, -1)
+        outs = [
+            core(x[:, i], hidden[:, i], None if msg_in is None else msg_in[:, i], None if msg_mask is None else msg_mask[:, i])
+            for i, core in enumerate(self.cores)
+        ]
+        msg = None if outs[0][2] is None else torch.stack([o[2] for o in outs], 1)
+        return torch.stack([o[0] for o in outs], 1), torch.stack([o[1] for o in outs], 1), msg
 
-    def unroll(self, obs: torch.Tensor, last_action: torch.Tensor | None = None) -> torch.Tensor:
+    def step(
+        self,
+        obs: torch.Tensor,
+        hidden: torch.Tensor,
+        last_action: torch.Tensor | None,
+        prev_msg: torch.Tensor | None,
+        inbox_idx: torch.Tensor | None,
+        inbox_mask: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """One team step with routing: each agent hears ``prev_msg [B, n, d]``
+        (last step's ``msg_out``) from the senders in its inbox."""
+        if not self.communicates:
+            return self(obs, hidden, last_action)
+        msg_in, msg_mask = gather_inbox(prev_msg, inbox_idx, inbox_mask)
+        return self(obs, hidden, last_action, msg_in, msg_mask)
+
+    def unroll(
+        self,
+        obs: torch.Tensor,
+        last_action: torch.Tensor | None = None,
+        inbox_idx: torch.Tensor | None = None,
+        inbox_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Q values of whole sequences from a zero hidden state, in one go.
 
         obs [B, T, n, obs_dim] (+ last_action [B, T, n, A]) -> q [B, T, n, A].
@@ -96,7 +150,24 @@ class RNNAgent(nn.Module):
         output layers run once over all steps and the recurrence runs in
         ATen's fused GRU loop (the GRUCell's own weights), which makes the
         learner's update several times faster than a Python loop over time.
+
+        Communicating agents couple across agents and steps (a message
+        emitted at t feeds the neighbours' input at t + 1), so they unroll
+        step by step with the inbox routing ``inbox_idx/inbox_mask
+        [B, T, n, k]``; gradients flow from receivers into senders.
         """
+        if self.communicates:
+            if inbox_idx is None or inbox_mask is None:
+                raise ValueError("a communicating team unrolls with its inbox routing (inbox_idx, inbox_mask)")
+            B, T, n = obs.shape[:3]
+            h = obs.new_zeros(B, n, self.hidden_dim)
+            msg = obs.new_zeros(B, n, self.msg_dim)
+            qs = []
+            for t in range(T):
+                last = None if last_action is None else last_action[:, t]
+                q, h, msg = self.step(obs[:, t], h, last, msg, inbox_idx[:, t], inbox_mask[:, t])
+                qs.append(q)
+            return torch.stack(qs, 1)
         B, T, n = obs.shape[:3]
         flat_obs = obs.reshape(B * T, n, -1)
         flat_last = None if last_action is None else last_action.reshape(B * T, n, -1)
@@ -120,11 +191,13 @@ class RNNAgent(nn.Module):
 class AgentPolicy(nn.Module):
     """One agent's acting graph (DESIGN.md contract 4), sharing ``net``'s weights.
 
-    Inputs: ``obs [b, obs_dim]``, ``avail_actions [b, A]`` (bool or 0/1),
-    ``hidden [b, h]`` and, when the network takes it, ``prev_action [b, A]``
-    (one-hot of this agent's previous action, zeros at the first step).
-    Outputs: ``action [b]`` (masked greedy, int64), ``hidden_out [b, h]``,
-    ``q [b, A]``.
+    Inputs, in this order (``input_names``): ``obs [b, obs_dim]``,
+    ``avail_actions [b, A]`` (bool or 0/1), ``hidden [b, h]``; when
+    communicating ``msg_in [b, k_max, d]`` and ``msg_mask [b, k_max]`` (bool
+    or 0/1); when the network takes it ``prev_action [b, A]`` (one-hot of this
+    agent's previous action, zeros at the first step).
+    Outputs (``output_names``): ``action [b]`` (masked greedy, int64),
+    ``hidden_out [b, h]``, ``msg_out [b, d]`` (when communicating), ``q [b, A]``.
     """
 
     def __init__(self, net: RNNAgent, agent: int) -> None:
@@ -134,23 +207,40 @@ class AgentPolicy(nn.Module):
         self.agent = agent
         self.core = net.cores[0 if net.shared else agent]
         self.takes_prev_action = net.last_action
+        self.communicates = net.communicates
+        self.k_max, self.msg_dim = net.k_max, net.msg_dim
         ident = torch.zeros(net.n_agents if net.agent_id else 0)
         if net.agent_id:
             ident[agent] = 1.0
         self.register_buffer("agent_onehot", ident, persistent=False)
 
-    def forward(
-        self,
-        obs: torch.Tensor,
-        avail_actions: torch.Tensor,
-        hidden: torch.Tensor,
-        prev_action: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    @property
+    def input_names(self) -> list[str]:
+        return ["obs", "avail_actions", "hidden"] + (["msg_in", "msg_mask"] if self.communicates else []) + (
+            ["prev_action"] if self.takes_prev_action else []
+        )
+
+    @property
+    def output_names(self) -> list[str]:
+        return ["action", "hidden_out"] + (["msg_out"] if self.communicates else []) + ["q"]
+
+    def forward(self, obs: torch.Tensor, avail_actions: torch.Tensor, hidden: torch.Tensor, *extra: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        extra_l = list(extra)
+        msg_in = msg_mask = prev_action = None
+        if self.communicates:
+            if len(extra_l) < 2:
+                raise ValueError("this agent communicates: inputs are obs, avail_actions, hidden, msg_in, msg_mask[, prev_action]")
+            msg_in, msg_mask = extra_l.pop(0), extra_l.pop(0)
+        if self.takes_prev_action and extra_l:
+            prev_action = extra_l.pop(0)
+        if any(e is not None for e in extra_l):
+            raise ValueError(f"unexpected extra inputs; this policy takes {', '.join(self.input_names)}")
         parts = [obs]
         if self.agent_onehot.numel():
             parts.append(self.agent_onehot.expand(obs.shape[0], -1))
         if self.takes_prev_action:
             parts.append(prev_action if prev_action is not None else obs.new_zeros(obs.shape[0], self.core.fc2.out_features))
         x = torch.cat(parts, dim=-1) if len(parts) > 1 else obs
-        q, h = self.core(x, hidden)
-        return masked_greedy(q, avail_actions), h, q
+        q, h, msg = self.core(x, hidden, msg_in, msg_mask)
+        action = masked_greedy(q, avail_actions)
+        return (action, h, msg, q) if msg is not None else (action, h, q)

@@ -17,15 +17,18 @@ import torch
 from torch import nn
 
 from ..envs import EnvSpec, TimeStep
+from ..envs.topology import Topology
 from .buffer import EpisodeBuffer
+from .comm import CommConfig, drop_messages
 from .config import ConfigError
 from .mixers import QMixer, VDNMixer
 from .networks import NEG_INF, RNNAgent, masked_greedy
 
 
 @dataclass
-class QLearnerConfig:
-    """Settings shared by IQL, VDN and QMIX (defaults after PyMARL/EPyMARL)."""
+class QLearnerConfig(CommConfig):
+    """Settings shared by IQL, VDN and QMIX (defaults after PyMARL/EPyMARL);
+    the message keys (comm, topology, msg_dim, ...) come from ``CommConfig``."""
 
     hidden_dim: int = 64
     agent_id: bool = True  # agent-id one-hot input (with shared parameters)
@@ -46,6 +49,7 @@ class QLearnerConfig:
     eps_anneal_steps: int = 0  # if > 0, overrides eps_anneal_frac
 
     def validate(self) -> None:
+        self.validate_comm()
         if not 0.0 <= self.td_lambda <= 1.0:
             raise ConfigError(f"td_lambda must be in [0, 1], got {self.td_lambda}")
         if not 0.0 <= self.gamma <= 1.0:
@@ -78,24 +82,45 @@ class QMIXConfig(QLearnerConfig):
 
 
 class TorchTeamPolicy:
-    """The team's acting policy in training: one batched forward for B x n agents."""
+    """The team's acting policy in training: one batched forward for B x n agents.
 
-    def __init__(self, net: RNNAgent, n_envs: int, rng: np.random.Generator) -> None:
+    A communicating team keeps each agent's last ``msg_out`` and hears it
+    through the inbox routing the rollout puts on the timestep; ``msg_loss``
+    drops each heard message with that probability (training dropout, or a
+    lossy link at evaluation), drawn from ``loss_rng`` (default ``rng``).
+    """
+
+    def __init__(
+        self, net: RNNAgent, n_envs: int, rng: np.random.Generator, msg_loss: float = 0.0, loss_rng: np.random.Generator | None = None
+    ) -> None:
         self.net, self.rng = net, rng
         self.epsilon = 0.0
+        self.msg_loss = msg_loss
+        self.loss_rng = loss_rng or rng
         self.hidden = net.init_hidden(n_envs)
         self.last = torch.zeros(n_envs, net.n_agents, net.n_actions)
+        self.msg = torch.zeros(n_envs, net.n_agents, max(1, net.msg_dim))
+        self.heard = 0  # messages delivered to agents (after loss)
 
     def reset(self, mask: np.ndarray) -> None:
         m = torch.from_numpy(np.asarray(mask, dtype=bool))
         self.hidden[m] = 0.0
         self.last[m] = 0.0
+        self.msg[m] = 0.0
 
     @torch.no_grad()
     def act(self, ts: TimeStep) -> np.ndarray:
         obs = torch.from_numpy(ts.obs)
         avail = torch.from_numpy(ts.avail_actions)
-        q, self.hidden = self.net(obs, self.hidden, self.last if self.net.last_action else None)
+        last = self.last if self.net.last_action else None
+        if self.net.communicates:
+            if ts.inbox_idx is None or ts.inbox_mask is None:
+                raise ValueError("a communicating policy needs the inbox routing: run it in a Rollout with a topology")
+            mask = drop_messages(torch.from_numpy(ts.inbox_mask), self.msg_loss, self.loss_rng)
+            self.heard += int(mask[torch.from_numpy(~ts.done)].sum())
+            q, self.hidden, self.msg = self.net.step(obs, self.hidden, last, self.msg, torch.from_numpy(ts.inbox_idx), mask)
+        else:
+            q, self.hidden, _ = self.net(obs, self.hidden, last)
         actions = masked_greedy(q, avail).numpy()
         if self.epsilon > 0:
             B, n, A = ts.avail_actions.shape
@@ -139,12 +164,18 @@ def lambda_returns(
 class QLearner:
     """Shared learner for IQL (no mixer), VDN and QMIX."""
 
-    def __init__(self, spec: EnvSpec, cfg: QLearnerConfig, mixer: str, n_envs: int, seed: int, total_steps: int) -> None:
+    def __init__(
+        self, spec: EnvSpec, cfg: QLearnerConfig, mixer: str, n_envs: int, seed: int, total_steps: int, topology: Topology | None = None
+    ) -> None:
         if not spec.discrete:
             raise ConfigError(f"{mixer or 'iql'} needs discrete actions; env {spec.name!r} has a continuous box")
         self.spec, self.cfg, self.mixer_name = spec, cfg, mixer
         self.total_steps = total_steps
-        self.net = RNNAgent(spec.obs_dim, spec.n_actions, spec.n_agents, cfg.hidden_dim, cfg.agent_id, cfg.last_action, cfg.shared)
+        self.topology = topology if topology is not None or not cfg.communicates else cfg.build_topology(spec)
+        k_max = self.topology.k_max if self.topology is not None else 0
+        self.net = RNNAgent(
+            spec.obs_dim, spec.n_actions, spec.n_agents, cfg.hidden_dim, cfg.agent_id, cfg.last_action, cfg.shared, cfg, k_max
+        )
         if mixer == "qmix":
             assert isinstance(cfg, QMIXConfig)
             self.mixer: nn.Module | None = QMixer(spec.n_agents, spec.state_dim, cfg.mixing_embed_dim, cfg.hypernet_hidden)
@@ -157,10 +188,10 @@ class QLearner:
         params = list(self.net.parameters()) + (list(self.mixer.parameters()) if self.mixer is not None else [])
         self.params = params
         self.optim = torch.optim.Adam(params, lr=cfg.lr)
-        self.buffer = EpisodeBuffer(spec, cfg.buffer_size)
+        self.buffer = EpisodeBuffer(spec, cfg.buffer_size, k_max)
         self.sample_rng = np.random.default_rng([seed, 1])
         self.explore_rng = np.random.default_rng([seed, 2])
-        self.policy = TorchTeamPolicy(self.net, n_envs, self.explore_rng)
+        self.policy = TorchTeamPolicy(self.net, n_envs, self.explore_rng, msg_loss=cfg.msg_dropout)
         self.updates = 0
         self.pending = 0  # episodes collected since the last update
         self.since_sync = 0  # episodes collected since the last target copy
@@ -198,14 +229,18 @@ class QLearner:
                 self.sync_targets()
         return out
 
-    def _unroll(self, net: RNNAgent, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def _unroll(
+        self, net: RNNAgent, obs: torch.Tensor, actions: torch.Tensor, inbox: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> torch.Tensor:
         """Q values [B, T+1, n, A] of an episode batch from a zero hidden state."""
         prev = None
         if net.last_action:
             onehot = torch.nn.functional.one_hot(actions, net.n_actions).float()
             zeros = torch.zeros(obs.shape[0], 1, net.n_agents, net.n_actions)
             prev = torch.cat([zeros, onehot], dim=1)  # prev[:, t] = action at t-1
-        return net.unroll(obs, prev)
+        if inbox is None:
+            return net.unroll(obs, prev)
+        return net.unroll(obs, prev, *inbox)
 
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         c = self.cfg
@@ -216,11 +251,15 @@ class QLearner:
         reward_agents = torch.from_numpy(batch["reward"])  # [B, T, n]
         terminated = torch.from_numpy(batch["terminated"]).float()  # [B, T]
         filled = torch.from_numpy(batch["filled"]).float()  # [B, T]
+        inbox = None
+        if self.net.communicates:  # the same dropped messages for the online and the target unroll
+            idx = torch.from_numpy(batch["inbox_idx"].astype(np.int64))
+            inbox = (idx, drop_messages(torch.from_numpy(batch["inbox_mask"]), c.msg_dropout, self.sample_rng))
 
-        q_all = self._unroll(self.net, obs, actions)  # [B, T+1, n, A]
+        q_all = self._unroll(self.net, obs, actions, inbox)  # [B, T+1, n, A]
         chosen = q_all[:, :-1].gather(3, actions.unsqueeze(-1)).squeeze(-1)  # [B, T, n]
         with torch.no_grad():
-            q_tgt_all = self._unroll(self.target_net, obs, actions)
+            q_tgt_all = self._unroll(self.target_net, obs, actions, inbox)
             avail_next = avail[:, 1:]
             if c.double_q:
                 a_star = masked_greedy(q_all[:, 1:].detach(), avail_next)

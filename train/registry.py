@@ -14,7 +14,7 @@ from .q_learner import IQLConfig, QLearner, QMIXConfig, VDNConfig
 class AlgoEntry:
     name: str
     config_cls: type
-    build: Callable[..., Any]  # (spec, cfg, n_envs, seed, total_steps) -> learner
+    build: Callable[..., Any]  # (spec, cfg, n_envs, seed, total_steps, topology) -> learner
     description: str
 
 
@@ -37,8 +37,9 @@ def get_algo(name: str) -> AlgoEntry:
     return ALGOS[name]
 
 
-def build_learner(name: str, spec: EnvSpec, cfg: Any, n_envs: int, seed: int, total_steps: int) -> Any:
-    return get_algo(name).build(spec, cfg, n_envs=n_envs, seed=seed, total_steps=total_steps)
+def build_learner(name: str, spec: EnvSpec, cfg: Any, n_envs: int, seed: int, total_steps: int, topology: Any = None) -> Any:
+    """``topology``: a recorded one (run dirs); default: parsed from ``cfg.topology``."""
+    return get_algo(name).build(spec, cfg, n_envs=n_envs, seed=seed, total_steps=total_steps, topology=topology)
 
 
 register_algo("iql", IQLConfig, lambda spec, cfg, **kw: QLearner(spec, cfg, "", **kw), "independent Q-learning (recurrent, shared)")

@@ -2,7 +2,8 @@
 
 A run directory holds:
 
-    config.json     the full config (run, algorithm, env spec)
+    config.json     the full config (run, algorithm, env spec, topology and
+                    message volume when the team communicates)
     meta.json       package versions, git revision, command line, sessions
     metrics.csv     one row per log interval
     tb/             TensorBoard event files
@@ -36,6 +37,7 @@ import torch
 from .. import __version__
 from ..envs import EnvSpec, episode_seeds, get_entry, make
 from ..envs.rollout import Rollout, evaluate
+from ..envs.topology import Topology, message_volume
 from . import checkpoint as ckpt
 from .config import ConfigError, RunConfig, apply_overrides
 from .q_learner import TorchTeamPolicy
@@ -54,6 +56,8 @@ METRIC_FIELDS = [
     "td_abs",
     "q_taken",
     "grad_norm",
+    "msgs_per_step",
+    "msg_floats_per_step",
     "wall_s",
     "steps_per_s",
 ]
@@ -96,6 +100,7 @@ class RunSpec:
     algo_cfg: Any
     env_spec: EnvSpec
     total_steps: int
+    comm: dict[str, Any] | None = None  # aggregator, recorded topology, message volume
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -103,13 +108,18 @@ class RunSpec:
             "algo": dataclasses.asdict(self.algo_cfg),
             "env_spec": self.env_spec.to_dict(),
             "total_steps": self.total_steps,
+            "comm": self.comm,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunSpec":
         run = RunConfig(**d["run"])
         algo_cls = get_algo(run.algo).config_cls
-        return cls(run, algo_cls(**d["algo"]), EnvSpec.from_dict(d["env_spec"]), int(d["total_steps"]))
+        return cls(run, algo_cls(**d["algo"]), EnvSpec.from_dict(d["env_spec"]), int(d["total_steps"]), d.get("comm"))
+
+    def topology(self) -> Topology | None:
+        """The recorded topology (rebuilt without reading a graph file again)."""
+        return Topology.from_dict(self.comm["topology"]) if self.comm else None
 
 
 def make_run_spec(run: RunConfig, algo_overrides: dict[str, Any]) -> RunSpec:
@@ -121,7 +131,17 @@ def make_run_spec(run: RunConfig, algo_overrides: dict[str, Any]) -> RunSpec:
     spec = env.spec
     env.close()
     total = run.steps if run.steps is not None else get_entry(run.env).train_steps
-    return RunSpec(run, algo_cfg, spec, int(total))
+    comm = None
+    topo = algo_cfg.build_topology(spec) if hasattr(algo_cfg, "build_topology") else None
+    if topo is not None:
+        comm = {
+            "comm": algo_cfg.comm,
+            "msg_dim": algo_cfg.msg_dim,
+            "msg_dropout": algo_cfg.msg_dropout,
+            "topology": topo.to_dict(),
+            "volume": message_volume(topo, spec.n_agents, algo_cfg.msg_dim),
+        }
+    return RunSpec(run, algo_cfg, spec, int(total), comm)
 
 
 def default_run_dir(run: RunConfig) -> Path:
@@ -234,14 +254,15 @@ def train(
     torch.set_num_threads(max(1, run.torch_threads))
     torch.manual_seed(run.seed)
     env = make(run.env, n_envs=run.n_envs, **run.env_options)
-    learner = build_learner(run.algo, env.spec, cfg, n_envs=run.n_envs, seed=run.seed, total_steps=total)
+    learner = build_learner(run.algo, env.spec, cfg, n_envs=run.n_envs, seed=run.seed, total_steps=total, topology=rs.topology())
+    topology = getattr(learner, "topology", None)
     seed_rng = np.random.default_rng([run.seed, 0])
     log_every = run.log_every or max(1, total // 50)
     ckpt_every = run.checkpoint_every or max(1, total // 10)
     root = run_dir / "checkpoints"
 
     env_steps = episodes = 0
-    acc: dict[str, list[float]] = {"ret": [], "len": [], "loss": [], "td_abs": [], "q_taken": [], "grad_norm": []}
+    acc: dict[str, list[float]] = {"ret": [], "len": [], "loss": [], "td_abs": [], "q_taken": [], "grad_norm": [], "msg": [0, 0]}
     wall_before = 0.0
     resume_step = None
     if resume:
@@ -257,6 +278,7 @@ def train(
             seed_rng.bit_generator.state = state["seed_rng"]
             env_steps, episodes = int(state["env_steps"]), int(state["episodes"])
             acc = state["acc"]
+            acc.setdefault("msg", [0, 0])
             wall_before = float(state["wall_s"])
             resume_step = env_steps
         _note_session(run_dir, resume_step)
@@ -271,7 +293,7 @@ def train(
 
     t0 = time.perf_counter()
     steps_at_start = session_steps0 = env_steps
-    rollout = Rollout(env, learner.behaviour_policy(env_steps), next_seeds, record=True)
+    rollout = Rollout(env, learner.behaviour_policy(env_steps), next_seeds, record=True, topology=topology)
     next_log = (env_steps // log_every + 1) * log_every
     next_ckpt = (env_steps // ckpt_every + 1) * ckpt_every
     last_row: dict[str, Any] = {}
@@ -290,13 +312,16 @@ def train(
                 if done:
                     break
                 steps_at_start = env_steps
-                rollout = Rollout(env, learner.behaviour_policy(env_steps), next_seeds, record=True)
+                rollout = Rollout(env, learner.behaviour_policy(env_steps), next_seeds, record=True, topology=topology)
             if stop_at is not None and env_steps >= stop_at:
                 killed = True
                 break
             learner.behaviour_policy(env_steps)
+            sent_before, steps_before = rollout.msgs_sent, rollout.env_steps
             finished = rollout.step()
             env_steps = steps_at_start + rollout.env_steps
+            acc["msg"][0] += rollout.msgs_sent - sent_before
+            acc["msg"][1] += rollout.env_steps - steps_before
             if finished:
                 episodes += len(finished)
                 for e in finished:
@@ -308,6 +333,7 @@ def train(
                         acc[k].append(m[k])
             if env_steps >= next_log or env_steps >= total:
                 wall = wall_before + time.perf_counter() - t0
+                msgs_per_step = acc["msg"][0] / acc["msg"][1] if topology is not None and acc["msg"][1] else None
                 last_row = {
                     "env_steps": env_steps,
                     "episodes": episodes,
@@ -321,11 +347,14 @@ def train(
                     "td_abs": _mean(acc["td_abs"]),
                     "q_taken": _mean(acc["q_taken"]),
                     "grad_norm": _mean(acc["grad_norm"]),
+                    "msgs_per_step": msgs_per_step,
+                    "msg_floats_per_step": None if msgs_per_step is None else msgs_per_step * cfg.msg_dim,
                     "wall_s": wall,
                     "steps_per_s": (env_steps - session_steps0) / max(1e-9, time.perf_counter() - t0),
                 }
                 metrics.write(last_row)
                 acc = {k: [] for k in acc}
+                acc["msg"] = [0, 0]
                 while next_log <= env_steps:
                     next_log += log_every
                 if progress is not None:
@@ -347,6 +376,13 @@ def train(
         "steps_per_s": round(env_steps / max(wall, 1e-9), 1),
         "train_return": last_row.get("return_mean"),
     }
+    if rs.comm is not None:
+        vol = rs.comm["volume"]
+        summary["comm"] = rs.comm["comm"]
+        summary["topology"] = vol["topology"]
+        summary["msgs_per_step"] = last_row.get("msgs_per_step")
+        summary["msg_floats_per_step"] = last_row.get("msg_floats_per_step")
+        summary["broadcast_floats_per_step"] = vol["broadcast_floats_per_step"]
     if killed:
         summary["stopped_early"] = True
         return summary
@@ -389,19 +425,25 @@ def _save(root: Path, env_steps: int, episodes: int, learner: Any, seed_rng: np.
     ckpt.prune(root, run.keep_checkpoints)
 
 
-def greedy_evaluate(net: Any, rs: RunSpec, episodes: int, seed: int, n_envs: int | None = None) -> dict[str, Any]:
+def greedy_evaluate(net: Any, rs: RunSpec, episodes: int, seed: int, n_envs: int | None = None, msg_loss: float = 0.0) -> dict[str, Any]:
+    """Greedy returns of ``episodes`` episodes seeded by ``seed``; ``msg_loss``
+    drops each heard message with that probability (a lossy link)."""
+    if not 0.0 <= msg_loss <= 1.0:
+        raise RunError(f"message loss must be in [0, 1], got {msg_loss}")
     n_envs = n_envs or max(1, min(episodes, 32))
     env = make(rs.run.env, n_envs=n_envs, **rs.run.env_options)
+    topology = rs.topology()
     was_training = net.training
     net.eval()
     try:
-        greedy = TorchTeamPolicy(net, n_envs, np.random.default_rng(0))  # epsilon 0: greedy
-        eps = evaluate(env, greedy, episode_seeds(seed, episodes))
+        # epsilon 0: greedy; message loss drawn from its own seeded stream
+        greedy = TorchTeamPolicy(net, n_envs, np.random.default_rng(0), msg_loss=msg_loss, loss_rng=np.random.default_rng([seed, 7]))
+        eps = evaluate(env, greedy, episode_seeds(seed, episodes), topology=topology)
     finally:
         net.train(was_training)
         env.close()
     returns = [e.ret for e in eps]
-    return {
+    out = {
         "seed": seed,
         "episodes": episodes,
         "mean_return": float(np.mean(returns)),
@@ -409,6 +451,10 @@ def greedy_evaluate(net: Any, rs: RunSpec, episodes: int, seed: int, n_envs: int
         "returns": returns,
         "lengths": [e.length for e in eps],
     }
+    if topology is not None:
+        out["msg_loss"] = msg_loss
+        out["msgs_heard_per_step"] = greedy.heard / max(1, sum(e.length for e in eps))
+    return out
 
 
 def evaluate_learner(learner: Any, rs: RunSpec, episodes: int, seed: int) -> dict[str, Any]:
@@ -423,7 +469,7 @@ def load_policy_net(run_dir: Path, step: int | None = None) -> tuple[Any, RunSpe
     except ckpt.CheckpointError as e:
         raise RunError(str(e)) from e
     tensors, state = ckpt.load_checkpoint(path)
-    learner = build_learner(rs.run.algo, rs.env_spec, rs.algo_cfg, n_envs=1, seed=rs.run.seed, total_steps=rs.total_steps)
+    learner = build_learner(rs.run.algo, rs.env_spec, rs.algo_cfg, n_envs=1, seed=rs.run.seed, total_steps=rs.total_steps, topology=rs.topology())
     net = learner.acting_network()
     try:
         net.load_state_dict(ckpt.module_state(tensors, "agent"))
@@ -432,10 +478,10 @@ def load_policy_net(run_dir: Path, step: int | None = None) -> tuple[Any, RunSpe
     return net, rs, int(state["step"])
 
 
-def evaluate_run(run_dir: Path, episodes: int, seed: int | None = None, step: int | None = None) -> dict[str, Any]:
+def evaluate_run(run_dir: Path, episodes: int, seed: int | None = None, step: int | None = None, msg_loss: float = 0.0) -> dict[str, Any]:
     net, rs, ck_step = load_policy_net(run_dir, step)
     seed = rs.run.seed if seed is None else seed
-    out = greedy_evaluate(net, rs, episodes, seed)
+    out = greedy_evaluate(net, rs, episodes, seed, msg_loss=msg_loss)
     out["checkpoint_step"] = ck_step
     out["run_dir"] = str(run_dir)
     return out
