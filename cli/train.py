@@ -25,7 +25,10 @@ def _help() -> str:
         "(e.g. pz:mpe2.simple_spread_v3).\n\n"
         f"Algorithms: {algos}.\n\n"
         "--set takes algorithm keys (e.g. lr=1e-3, td_lambda=0.6), env options as env.KEY "
-        f"(e.g. env.n_agents=8) and run keys ({', '.join(RUN_SET_KEYS)})."
+        f"(e.g. env.n_agents=8) and run keys ({', '.join(RUN_SET_KEYS)}).\n\n"
+        "Messages: comm=none|mean|knn|attention, topology=broadcast|knn:K|range:R|graph:ring|grid|FILE, "
+        "msg_dim=D, comm_k=K (knn aggregator), comm_reduce=mean|sum, top_k=K (attention), msg_dropout=P "
+        "(e.g. --env scout --set comm=attention --set topology=knn:2)."
     )
 
 
@@ -121,6 +124,13 @@ def train_cmd(env, algo, steps, seed, n_envs, out, sets, eval_episodes, resume, 
 
     info = click.echo if not as_json else (lambda m: click.echo(m, err=True))
     info(f"training {rs.run.algo} on {rs.run.env} (seed {rs.run.seed}, {total:,} env steps, {rs.run.n_envs} parallel envs) -> {run_dir}")
+    if rs.comm is not None:
+        v = rs.comm["volume"]
+        info(
+            f"messages {rs.comm['comm']} over {v['topology']}: d={v['d']}, {v['messages_per_step']:,} messages = "
+            f"{v['bytes_per_step']:,} B per step{'' if v['exact'] else ' (at most)'}; broadcast would be "
+            f"{v['broadcast_messages_per_step']:,} = {v['broadcast_bytes_per_step']:,} B"
+        )
     try:
         summary = train(run_dir, resume=resume is not None, progress=on_progress)
     finally:
@@ -132,6 +142,9 @@ def train_cmd(env, algo, steps, seed, n_envs, out, sets, eval_episodes, resume, 
 
         r = summary["eval_returns"]
         info(f"eval     greedy return {np.mean(r):.3f} ± {np.std(r):.3f} over {len(r)} episodes (seed {rs.run.seed})")
+    if summary.get("msgs_per_step") is not None:
+        info(f"messages measured {summary['msgs_per_step']:,.2f} per step = {summary['msg_floats_per_step']:,.0f} floats "
+             f"(broadcast: {summary['broadcast_floats_per_step']:,} floats)")
     if as_json:
         emit_json(summary)
     return 0

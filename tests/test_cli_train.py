@@ -67,9 +67,13 @@ def test_same_seed_same_metrics(tmp_path, cli):
     assert json.loads((a / "eval.json").read_text())["returns"] == json.loads((b / "eval.json").read_text())["returns"]
 
 
-def test_resume_after_kill_9_continues_exactly(tmp_path):
+COMM_RUN = ["--env", "scout", "--set", "comm=knn", "--set", "topology=range:0.6", "--set", "msg_dropout=0.1"]
+
+
+@pytest.mark.parametrize("extra", [[], COMM_RUN], ids=["two_step", "scout-comm-dropout"])
+def test_resume_after_kill_9_continues_exactly(tmp_path, extra):
     """A run killed with SIGKILL and resumed ends with the metrics of an uninterrupted run."""
-    args = ["--steps", "3000", "--seed", "1", "--eval-episodes", "4", "--quiet", "--set", "checkpoint_every=400", "--set", "log_every=100"]
+    args = ["--steps", "3000", "--seed", "1", "--eval-episodes", "4", "--quiet", "--set", "checkpoint_every=400", "--set", "log_every=100", *extra]
     full = tmp_path / "full"
     subprocess.run([sys.executable, "-m", "marl_edge.cli.train", *args, "--out", str(full)], check=True, capture_output=True, timeout=300)
 
