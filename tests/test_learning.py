@@ -81,3 +81,21 @@ def test_matrix_presets_qmix_reaches_its_known_equilibrium(env, value, cli, tmp_
     of 10 with k = 100), never on a miscoordination penalty."""
     s = train_json(cli, tmp_path, "--env", env, "--algo", "qmix", "--seed", "0", "--eval-episodes", "8")
     assert s["eval_return"] == pytest.approx(value), s
+
+
+# ---- communication: scout (one agent sees the target) ----------------------------------
+SCOUT_SILENT, SCOUT_TALKING = 1.75, 3.4375  # envs/scout.py: best silent team, best talking team
+
+
+@pytest.mark.parametrize("comm", ["none", "mean", "knn", "attention"])
+def test_scout_talking_beats_the_silent_ceiling(comm, cli, tmp_path):
+    """20k steps of QMIX: every aggregator clears the silent ceiling by a wide
+    margin (measured 3.37-3.43 of 3.44); without messages the team stays at or
+    under the silent ceiling, which no silent policy can beat."""
+    s = train_json(cli, tmp_path, "--env", "scout", "--algo", "qmix", "--steps", "20000", "--set", f"comm={comm}",
+                   "--eval-episodes", "400")
+    print(f"scout qmix comm={comm}: {s['eval_return']:.3f}")
+    if comm == "none":
+        assert s["eval_return"] <= SCOUT_SILENT + 0.2, s["eval_return"]  # 0.2 = 3.6 standard errors
+    else:
+        assert s["eval_return"] >= 3.2, s["eval_return"]
