@@ -1,4 +1,5 @@
-"""marl-eval: greedy evaluation of a run's checkpoint, in process."""
+"""marl-eval: greedy evaluation of a run's checkpoint (torch) or of an exported
+bundle (ONNX Runtime, torch-free), in process."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from .common import debug_option, emit_json, run_command
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line of stdout.")
 @debug_option
 def eval_cmd(target, episodes, seed, step, msg_loss, as_json, debug):
-    """Greedy evaluation of TARGET, a run directory made by marl-train.
+    """Greedy evaluation of TARGET: a run directory made by marl-train (torch),
+    or a bundle made by marl-export (ONNX Runtime, no torch).
 
     The same --seed and --episodes give the same episodes in every command."""
     import numpy as np
@@ -37,12 +39,22 @@ def eval_cmd(target, episodes, seed, step, msg_loss, as_json, debug):
         raise ConfigError("--seed must be >= 0")
     if not 0.0 <= msg_loss <= 1.0:
         raise ConfigError("--msg-loss must be in [0, 1]")
-    from ..train.trainer import evaluate_run
+    from ..runtime.bundle import is_bundle
 
-    res = evaluate_run(target, episodes, seed, step, msg_loss=msg_loss)
-    r = res["returns"]
     say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
-    say(f"{target}: checkpoint at {res['checkpoint_step']:,} env steps")
+    if is_bundle(target):
+        if step is not None:
+            raise ConfigError("--checkpoint applies to run directories; a bundle holds one checkpoint")
+        from ..runtime.team import evaluate_bundle
+
+        res = evaluate_bundle(target, episodes, seed, msg_loss=msg_loss)
+        say(f"{target}: bundle of the checkpoint at {res['checkpoint_step']:,} env steps (ONNX Runtime)")
+    else:
+        from ..train.trainer import evaluate_run
+
+        res = evaluate_run(target, episodes, seed, step, msg_loss=msg_loss)
+        say(f"{target}: checkpoint at {res['checkpoint_step']:,} env steps")
+    r = res["returns"]
     say(f"greedy return {np.mean(r):.3f} ± {np.std(r):.3f} over {len(r)} episodes (seed {res['seed']})")
     if "msg_loss" in res:
         say(f"messages: {res['msgs_heard_per_step']:.2f} heard per step at {res['msg_loss']:.0%} loss")

@@ -121,6 +121,7 @@ class TorchTeamPolicy:
             q, self.hidden, self.msg = self.net.step(obs, self.hidden, last, self.msg, torch.from_numpy(ts.inbox_idx), mask)
         else:
             q, self.hidden, _ = self.net(obs, self.hidden, last)
+        self.q = q
         actions = masked_greedy(q, avail).numpy()
         if self.epsilon > 0:
             B, n, A = ts.avail_actions.shape

@@ -1,0 +1,245 @@
+"""``marl-export``: a run's checkpoint -> a verified bundle of per-agent ONNX policies.
+
+Only the acting network goes in: each agent's ``AgentPolicy`` (its core, its
+message head, its id folded in). Mixers, hypernetworks, critics, target
+networks and optimiser state stay behind. The bundle is built in a temporary
+folder next to ``out``, verified, and renamed into place: a crash never
+leaves half a bundle, and a failed verification leaves none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import onnx
+
+from .. import __version__
+from ..runtime.bundle import AGENT_CARD, FORMAT, FORMAT_VERSION, MANIFEST, POLICY_FILE, BundleError, load_bundle, sha256_file
+from ..train.trainer import git_revision, load_policy_net, package_versions
+from . import verify
+from .graph import DEFAULT_OPSET, ExportError, export_policy, io_specs, parameter_count
+
+QUANTIZE = ("none", "int8")
+
+
+def _write_json(path: Path, d: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(d, indent=2))
+    os.replace(tmp, path)
+
+
+def _prepare_out(out: Path, force: bool) -> Path:
+    out = Path(out)
+    if out.exists() and not force:
+        raise ExportError(f"{out} already exists; pass --force to replace it, or choose another --out")
+    if out.exists() and not (out / MANIFEST).is_file() and any(out.iterdir()):
+        raise ExportError(f"{out} exists and is not a bundle; refusing to replace it even with --force")
+    parent = out.parent if str(out.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = parent / f".tmp-{out.name}-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+    except OSError as e:
+        raise ExportError(f"cannot write the bundle next to {out}: {e.strerror or e}") from None
+    return tmp
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    old = None
+    if out.exists():
+        old = out.parent / f".old-{out.name}-{os.getpid()}"
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def export_run(
+    run_dir: Path,
+    out: Path,
+    step: int | None = None,
+    quantize: str = "none",
+    opset: int = DEFAULT_OPSET,
+    force: bool = False,
+    min_agreement: float = 0.99,
+    parity_steps: int = 200,
+    say: Callable[[str], None] = lambda m: None,
+) -> dict[str, Any]:
+    """Export, verify and publish; returns the summary (also in swarm.json)."""
+    if quantize not in QUANTIZE:
+        raise ExportError(f"--quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
+    if not 0.0 <= min_agreement <= 1.0:
+        raise ExportError(f"--min-agreement must be in [0, 1], got {min_agreement}")
+    t0 = time.perf_counter()
+    net, rs, ck_step = load_policy_net(Path(run_dir), step)
+    net.eval()
+    out = Path(out)
+    tmp = _prepare_out(out, force)
+    try:
+        summary = _build(tmp, net, rs, ck_step, Path(run_dir), quantize, opset, force, min_agreement, parity_steps, say)
+        _publish(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    summary["bundle"] = str(out)
+    summary["wall_s"] = round(time.perf_counter() - t0, 2)
+    return summary
+
+
+def _build(tmp: Path, net: Any, rs: Any, ck_step: int, run_dir: Path, quantize: str, opset: int, force: bool,
+           min_agreement: float, parity_steps: int, say: Callable[[str], None]) -> dict[str, Any]:
+    spec = rs.env_spec
+    n = spec.n_agents
+    ins, outs = io_specs(net.agent_policy(0), spec.obs_dim, spec.n_actions, net.hidden_dim)
+    agent_params = [sum(p.numel() for p in net.cores[0 if net.shared else i].parameters()) for i in range(n)]
+    id_floats = n if net.agent_id else 0
+    agents, onnx_floats = [], []
+    for i in range(n):
+        model = export_policy(net.agent_policy(i), ins, outs, opset)
+        try:
+            onnx.checker.check_model(onnx.load_from_string(model), full_check=True)
+        except Exception as e:  # noqa: BLE001
+            raise ExportError(f"agent {i}: onnx.checker rejects the graph: {str(e).splitlines()[0]}") from e
+        d = tmp / f"agent_{i}"
+        d.mkdir()
+        (d / POLICY_FILE).write_bytes(model)
+        floats = parameter_count(model)
+        onnx_floats.append(floats)
+        if floats - id_floats != agent_params[i]:
+            raise ExportError(f"agent {i}: the graph holds {floats - id_floats:,} parameters, the agent network {agent_params[i]:,}")
+        agents.append({"id": i, "dir": f"agent_{i}"})
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "marl_edge_version": __version__,
+        "versions": package_versions(),
+        "env": {"name": rs.run.env, "options": rs.run.env_options},
+        "env_spec": spec.to_dict(),
+        "algo": rs.run.algo,
+        "comm": rs.comm["comm"] if rs.comm else "none",
+        "topology": rs.comm["topology"] if rs.comm else None,
+        "msg_dim": net.msg_dim,
+        "k_max": net.k_max,
+        "hidden_dim": net.hidden_dim,
+        "opset": opset,
+        "quantize": quantize,
+        "inputs": ins,
+        "outputs": outs,
+        "parameters_per_agent": agent_params[0] if net.shared else agent_params,
+        "agents": agents,
+        "source": {"run_dir": str(run_dir.resolve()), "checkpoint_step": ck_step, "seed": rs.run.seed, "git": git_revision()},
+    }
+
+    def write_cards() -> None:
+        for i in range(n):
+            d = tmp / f"agent_{i}"
+            card = {
+                "agent": i,
+                "format_version": FORMAT_VERSION,
+                "policy": POLICY_FILE,
+                "policy_sha256": sha256_file(d / POLICY_FILE),
+                "n_agents": n,
+                "inputs": ins,
+                "outputs": outs,
+                "hidden_dim": net.hidden_dim,
+                "msg_dim": net.msg_dim,
+                "k_max": net.k_max,
+                "quantize": quantize,
+            }
+            _write_json(d / AGENT_CARD, card)
+            manifest["agents"][i]["files"] = {POLICY_FILE: card["policy_sha256"], AGENT_CARD: sha256_file(d / AGENT_CARD)}
+        _write_json(tmp / MANIFEST, manifest)
+
+    write_cards()
+    bundle = load_bundle(tmp)
+    par = verify.parity(net, bundle, seed=rs.run.seed, min_steps=parity_steps)
+    say(f"parity   torch vs ONNX Runtime: {verify.summarise(par)}")
+    worst = max(par["max_abs_diff"].values())
+    if worst > verify.PARITY_TOL or par["action_agreement"] < 1.0:
+        raise ExportError(f"parity failed: max |Δ| {worst:.2e} (limit {verify.PARITY_TOL:.0e}), actions agree {par['action_agreement']:.4%}")
+    ref = verify.reference_check(net, bundle)
+    say(f"check    onnx.checker full check passed; onnx.reference vs torch: max |Δ| {ref:.1e}")
+    if ref > 1e-4:
+        raise ExportError(f"onnx.reference disagrees with torch: max |Δ| {ref:.2e}")
+    manifest["verification"] = {"parity": par, "parity_tolerance": verify.PARITY_TOL, "reference_max_abs_diff": ref, "checker": "full"}
+    summary: dict[str, Any] = {
+        "agents": n,
+        "parameters_per_agent": manifest["parameters_per_agent"],
+        "onnx_bytes": (tmp / "agent_0" / POLICY_FILE).stat().st_size,
+        "parity": par,
+        "reference_max_abs_diff": ref,
+        "checkpoint_step": ck_step,
+    }
+    if quantize == "int8":
+        summary["int8"] = _quantize(tmp, bundle, n, min_agreement, force, rs.run.seed, say)
+        manifest["verification"]["int8"] = summary["int8"]
+        write_cards()  # new files, new checksums
+        summary["onnx_bytes"] = (tmp / "agent_0" / POLICY_FILE).stat().st_size
+    else:
+        _write_json(tmp / MANIFEST, manifest)
+    load_bundle(tmp)  # what we publish reads back clean
+    return summary
+
+
+def _quantize(tmp: Path, fp32: Any, n: int, min_agreement: float, force: bool, seed: int, say: Callable[[str], None]) -> dict[str, Any]:
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    q_paths = []
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantiser's advice to pre-process models (not needed for these MLP/GRU graphs)
+    try:
+        for i in range(n):
+            src = tmp / f"agent_{i}" / POLICY_FILE
+            dst = tmp / f"agent_{i}" / "policy.int8.onnx"
+            try:
+                quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+            except Exception as e:  # noqa: BLE001
+                raise ExportError(f"agent {i}: int8 quantisation failed: {str(e).splitlines()[0]}") from e
+            q_paths.append(dst)
+    finally:
+        root.setLevel(level)
+    agree = verify.quantized_agreement(fp32, q_paths, seed=seed)
+    lat32 = verify.act_latency_us(tmp / "agent_0" / POLICY_FILE, fp32)
+    lat8 = verify.act_latency_us(q_paths[0], fp32)
+    size32 = (tmp / "agent_0" / POLICY_FILE).stat().st_size
+    size8 = q_paths[0].stat().st_size
+    res = {
+        "action_agreement": agree["action_agreement"],
+        "q_max_abs_diff": agree["max_abs_diff"]["q"],
+        "steps": agree["steps"],
+        "bytes_fp32": size32,
+        "bytes_int8": size8,
+        "act_us_p50_fp32": lat32["p50"],
+        "act_us_p50_int8": lat8["p50"],
+        "act_us_p99_fp32": lat32["p99"],
+        "act_us_p99_int8": lat8["p99"],
+        "min_agreement": min_agreement,
+    }
+    say(
+        f"int8     actions agree with fp32 {res['action_agreement']:.2%} over {agree['steps']:,} steps; "
+        f"size {size32:,} -> {size8:,} B; act p50 {lat32['p50']:.1f} -> {lat8['p50']:.1f} µs"
+    )
+    if res["action_agreement"] < min_agreement:
+        if not force:
+            raise ExportError(
+                f"int8 actions agree with fp32 only {res['action_agreement']:.2%} (< --min-agreement {min_agreement:.2%}); "
+                "export fp32 (--quantize none), lower --min-agreement, or pass --force"
+            )
+        say(f"warning  int8 agreement below {min_agreement:.2%}; kept because of --force")
+    for i, q in enumerate(q_paths):
+        os.replace(q, tmp / f"agent_{i}" / POLICY_FILE)
+    return res
+
+
+__all__ = ["export_run", "ExportError", "BundleError"]
