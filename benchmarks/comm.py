@@ -65,13 +65,17 @@ def talk(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     rows = []
     for algo in args.algos:
-        for comm in ("none", "mean", "knn", "attention"):
+        for comm in args.comms:
             rets = []
+            sets: dict[str, Any] = {"comm": comm}
+            if comm == "knn":
+                sets["comm_k"] = args.knn_k  # fewer than the 3 others, or knn is the mean
             for seed in range(args.seeds):
-                d = run_one(root, f"talk_{algo}_{comm}_s{seed}", "scout", algo, args.talk_steps, seed, {"comm": comm}, {})
+                d = run_one(root, f"talk_{algo}_{comm}_s{seed}", "scout", algo, args.talk_steps, seed, sets, {})
                 rets.append(evaluate_run(d, args.episodes, EVAL_SEED)["mean_return"])
             out[f"{algo}/{comm}"] = rets
-            rows.append([algo, comm, mean_std(rets), " ".join(f"{r:.3f}" for r in rets)])
+            label = f"knn (comm_k={args.knn_k})" if comm == "knn" else comm
+            rows.append([algo, label, mean_std(rets), " ".join(f"{r:.3f}" for r in rets)])
     print(f"\n## talk: scout (n=4, K=4, T=4), {args.talk_steps:,} steps, {args.seeds} seeds, {args.episodes} eval episodes each")
     print(f"silent ceiling {silent_ceiling(4, 4, 4):.4f}, talking ceiling {talking_ceiling(4, 4, 4):.4f}, random 1.0\n")
     print(table(["algo", "comm", "return (mean ± std over seeds)", "per seed"], rows))
@@ -135,9 +139,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tables", default="talk,dropout,volume")
     ap.add_argument("--algos", default="qmix,vdn,iql", type=lambda s: s.split(","))
+    ap.add_argument("--comms", default="none,mean,knn,attention", type=lambda s: s.split(","))
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--episodes", type=int, default=500)
     ap.add_argument("--talk-steps", type=int, default=40_000)
+    ap.add_argument("--knn-k", type=int, default=2, help="talk: the knn aggregator's comm_k (the 2 nearest of 3)")
     ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--dropout-steps", type=int, default=60_000)
     ap.add_argument("--volume-steps", type=int, default=2_000)

@@ -242,4 +242,19 @@ def _quantize(tmp: Path, fp32: Any, n: int, min_agreement: float, force: bool, s
     return res
 
 
-__all__ = ["export_run", "ExportError", "BundleError"]
+def verify_bundle(bundle_dir: Path, run_dir: Path | None = None, parity_steps: int = 200) -> dict[str, Any]:
+    """Re-run the export's checks on an existing fp32 bundle against its run
+    (``run_dir`` defaults to the source recorded in swarm.json)."""
+    b = load_bundle(bundle_dir)
+    src = b.manifest["source"]
+    if b.manifest.get("quantize", "none") != "none":
+        raise ExportError(f"{bundle_dir} is quantised ({b.manifest['quantize']}); parity to 1e-5 applies to fp32 bundles")
+    net, rs, ck_step = load_policy_net(Path(run_dir or src["run_dir"]), src["checkpoint_step"])
+    verify.check_models(b)
+    par = verify.parity(net, b, seed=rs.run.seed, min_steps=parity_steps)
+    ref = verify.reference_check(net, b)
+    ok = max(par["max_abs_diff"].values()) <= verify.PARITY_TOL and par["action_agreement"] == 1.0 and ref <= 1e-4
+    return {"ok": ok, "parity": par, "reference_max_abs_diff": ref, "checkpoint_step": ck_step}
+
+
+__all__ = ["export_run", "verify_bundle", "ExportError", "BundleError"]

@@ -116,6 +116,14 @@ def test_a_failed_verification_leaves_no_bundle(runs, tmp_path, monkeypatch):
     assert not (tmp_path / "b").exists() and not list(tmp_path.iterdir())
 
 
+def test_verify_bundle_is_a_library_call(runs, tmp_path):
+    from marl_edge.export.bundle import verify_bundle
+
+    export_run(runs["comm"], tmp_path / "b")
+    res = verify_bundle(tmp_path / "b")
+    assert res["ok"] and res["parity"]["steps"] >= 200
+
+
 def test_parity_catches_a_wrong_graph(runs, tmp_path):
     """The check is not vacuous: a bundle from other weights is flagged."""
     import torch

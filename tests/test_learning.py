@@ -92,7 +92,8 @@ def test_scout_talking_beats_the_silent_ceiling(comm, cli, tmp_path):
     """20k steps of QMIX: every aggregator clears the silent ceiling by a wide
     margin (measured 3.37-3.43 of 3.44); without messages the team stays at or
     under the silent ceiling, which no silent policy can beat."""
-    s = train_json(cli, tmp_path, "--env", "scout", "--algo", "qmix", "--steps", "20000", "--set", f"comm={comm}",
+    knn = ["--set", "comm_k=2"] if comm == "knn" else []  # the 2 nearest of 3 (with 3, knn is the mean)
+    s = train_json(cli, tmp_path, "--env", "scout", "--algo", "qmix", "--steps", "20000", "--set", f"comm={comm}", *knn,
                    "--eval-episodes", "400")
     print(f"scout qmix comm={comm}: {s['eval_return']:.3f}")
     if comm == "none":
