@@ -1,0 +1,96 @@
+"""marl-agent: one exported agent as its own process (torch-free)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from .common import debug_option, emit_json, run_command
+
+
+def _load_profile(path: Path | None) -> dict:
+    if path is None:
+        return {}
+    from ..runtime.bundle import BundleError
+
+    try:
+        d = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise BundleError(f"profile {path}: cannot read it ({e})") from None
+    if not isinstance(d, dict):
+        raise BundleError(f"profile {path}: want a JSON object")
+    return d
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("agent_dir", type=click.Path(path_type=Path), required=False)
+@click.option("--manifest", type=click.Path(path_type=Path), default=None, help="The bundle's swarm.json (default: next to AGENT_DIR).")
+@click.option("--world", default=None, help="World simulator endpoint (the simulated robot connects there).")
+@click.option("--bind", default=None, help="Where this agent's message inbox listens (default tcp://127.0.0.1:*).")
+@click.option("--peers", "peers_file", type=click.Path(path_type=Path), default=None, help='JSON {"<id>": "<endpoint>"} of the other agents\' inboxes.')
+@click.option("--profile", type=click.Path(path_type=Path), default=None, help="A deployment profile (JSON) with any of these options.")
+@click.option("--mode", type=click.Choice(["lockstep", "realtime"]), default=None)
+@click.option("--hz", type=float, default=None)
+@click.option("--swarm-id", default=None, help="Frames from other swarms are refused (default: the bundle id).")
+@click.option("--drop", type=float, default=None, help="Fault injection: lose each heard message with this probability.")
+@click.option("--seed", type=int, default=None)
+@click.option("--metrics", "metrics_path", default=None, help="Append this agent's metrics as a JSON line here on exit.")
+@click.option("--json", "as_json", is_flag=True)
+@debug_option
+def agent_cmd(agent_dir, manifest, world, bind, peers_file, profile, mode, hz, swarm_id, drop, seed, metrics_path, as_json, debug):
+    """Run AGENT_DIR (agent_<i> of a bundle from marl-export) as one agent.
+
+    It checks the folder against the bundle's swarm.json (sha256, version,
+    shapes), then steps: observation and neighbours from its robot, the
+    previous step's messages from its neighbours, act, message straight to
+    its current neighbours, action to the robot. SIGINT/SIGTERM stop it."""
+    from ..robots.sim import SimRobot
+    from ..runtime import protocol as P
+    from ..runtime.agent import AgentOptions, AgentProcess, bundle_id
+    from ..runtime.bundle import MANIFEST, BundleError
+
+    prof = _load_profile(profile)
+    pick = lambda v, k, default=None: v if v is not None else prof.get(k, default)  # noqa: E731
+    agent_dir = pick(agent_dir, "agent_dir")
+    if agent_dir is None:
+        raise BundleError("give AGENT_DIR (or agent_dir in --profile)")
+    agent_dir = Path(agent_dir)
+    manifest = Path(pick(manifest, "manifest", agent_dir.parent / MANIFEST))
+    world = pick(world, "world")
+    if world is None:
+        raise BundleError("give --world ENDPOINT (the robot link); other robot adapters are used from Python (see docs/robots.md)")
+    peers = None
+    pf = pick(peers_file, "peers")
+    if pf is not None:
+        raw = pf if isinstance(pf, dict) else _load_profile(Path(pf))
+        peers = {int(k): str(v) for k, v in raw.items()}
+    sid = pick(swarm_id, "swarm_id") or bundle_id(manifest)
+    opts = AgentOptions(bind=pick(bind, "bind", "tcp://127.0.0.1:*"), mode=pick(mode, "mode", "lockstep"), hz=float(pick(hz, "hz", 20.0)),
+                        drop=float(pick(drop, "drop", 0.0)), seed=int(pick(seed, "seed", 0)), metrics_path=pick(metrics_path, "metrics"), peers=peers)
+    if opts.mode != "lockstep":
+        raise BundleError("--mode realtime is not available yet; use --mode lockstep")
+    if not 0.0 <= opts.drop < 1.0:
+        raise BundleError(f"--drop must be in [0, 1), got {opts.drop}")
+    import json as _json
+
+    m = _json.loads(manifest.read_text()) if manifest.is_file() else None
+    if m is None:
+        raise BundleError(f"{manifest} is missing: pass --manifest BUNDLE/swarm.json")
+    spec = m["env_spec"]
+    ex = P.Expect(sid, int(spec["n_agents"]), msg_dim=int(m.get("msg_dim") or 0), obs_dim=int(spec["obs_dim"]),
+                  n_actions=int(spec["n_actions"]), k_max=int(m.get("k_max") or 0) or None)
+    proc = AgentProcess(agent_dir, manifest, SimRobot(world, ex), sid, opts)
+    res = proc.run()
+    if as_json:
+        emit_json(res)
+    return 0
+
+
+def main() -> None:
+    run_command(agent_cmd, prog_name="marl-agent")
+
+
+if __name__ == "__main__":
+    main()

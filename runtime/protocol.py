@@ -1,0 +1,223 @@
+"""Wire protocol v1 (DESIGN.md contract 6; described for other languages in
+docs/protocol.md). torch-free.
+
+Every frame is one msgpack map ("envelope") with string keys:
+
+    v     int     protocol version (1)
+    sw    str     swarm id (a frame from another swarm is invalid)
+    from  int     sender: agent id 0..n-1, or -1 for the world
+    k     str     kind: msg | hello | obs | act | hb | stop | bye
+    ep    int     episode index (>= 0)
+    t     int     step within the episode (>= 0)
+    ...           kind-specific fields (below); float vectors are raw
+                  little-endian float32 bytes (msgpack bin), never lists
+
+Data-plane ``msg`` frames (agent -> agent, direct) are written with fixed
+widths (``from`` uint16, ``ep`` and ``t`` uint32, ``p`` bin8), so every
+message of a swarm has the same size on the wire: ``frame_size(d, swarm)``.
+Any msgpack decoder reads them as ordinary maps.
+
+Validation never raises into the caller's loop: ``decode`` returns either a
+dict or an error reason string, and the caller counts and drops bad frames.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import numpy as np
+
+VERSION = 1
+WORLD = -1
+MAX_FRAME = 1 << 20  # 1 MiB: anything larger is invalid before decoding
+KINDS = ("msg", "hello", "obs", "act", "hb", "stop", "bye")
+F32 = np.dtype("<f4")
+
+
+class ProtocolError(ValueError):
+    """A frame we are about to send is malformed (a bug, not line noise)."""
+
+
+# ---- encoding ----------------------------------------------------------------------
+
+
+def _str(s: str) -> bytes:
+    b = s.encode()
+    if len(b) < 32:
+        return bytes([0xA0 | len(b)]) + b
+    if len(b) < 256:
+        return b"\xd9" + bytes([len(b)]) + b
+    raise ProtocolError("strings in msg frames are at most 255 bytes")
+
+
+def encode_msg(swarm: str, sender: int, ep: int, t: int, payload: np.ndarray) -> bytes:
+    """A fixed-width data-plane frame carrying one float32 message."""
+    p = np.ascontiguousarray(payload, dtype=F32).tobytes()
+    if len(p) > 255:
+        raise ProtocolError(f"message payload of {len(p)} bytes exceeds the 255-byte msg frame; use msg_dim <= 63")
+    return b"".join(
+        [
+            b"\x87",  # fixmap, 7 entries
+            _str("v"), bytes([VERSION]),
+            _str("sw"), _str(swarm),
+            _str("from"), b"\xcd" + struct.pack(">H", sender),
+            _str("k"), _str("msg"),
+            _str("ep"), b"\xce" + struct.pack(">I", ep),
+            _str("t"), b"\xce" + struct.pack(">I", t),
+            _str("p"), b"\xc4" + bytes([len(p)]) + p,
+        ]
+    )
+
+
+def frame_size(d: int, swarm: str) -> int:
+    """Bytes on the wire of one ``msg`` frame with ``d`` floats."""
+    return len(encode_msg(swarm, 0, 0, 0, np.zeros(d, dtype=np.float32)))
+
+
+def encode(swarm: str, sender: int, kind: str, ep: int = 0, t: int = 0, **fields: Any) -> bytes:
+    """Any other frame. numpy arrays become raw float32 / uint8 bytes."""
+    if kind not in KINDS:
+        raise ProtocolError(f"unknown kind {kind!r}")
+    env: dict[str, Any] = {"v": VERSION, "sw": swarm, "from": int(sender), "k": kind, "ep": int(ep), "t": int(t)}
+    for k, v in fields.items():
+        if isinstance(v, np.ndarray):
+            v = np.ascontiguousarray(v, dtype=np.uint8 if v.dtype == bool else F32).tobytes()
+        env[k] = v
+    return msgpack.packb(env, use_bin_type=True)
+
+
+# ---- decoding and validation ---------------------------------------------------------
+
+
+@dataclass
+class Expect:
+    """What a receiver accepts: its swarm, team size and vector sizes."""
+
+    swarm: str
+    n_agents: int
+    msg_dim: int = 0
+    obs_dim: int = 0
+    n_actions: int = 0
+    k_max: int = 0
+    max_step: int = 1_000_000
+    max_episode: int = 10_000_000
+
+
+def _vec(b: Any, n: int, name: str) -> np.ndarray | str:
+    if not isinstance(b, (bytes, bytearray)):
+        return f"{name}: not bytes"
+    if len(b) != 4 * n:
+        return f"{name}: {len(b)} bytes, want {4 * n}"
+    arr = np.frombuffer(b, dtype=F32)
+    if not np.isfinite(arr).all():
+        return f"{name}: non-finite values"
+    return arr
+
+
+def _int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _ids(x: Any, n: int, k_max: int | None, name: str) -> list[int] | str:
+    if not isinstance(x, list) or (k_max is not None and len(x) > k_max) or len(x) > n:
+        return f"{name}: not a list of at most {k_max if k_max is not None else n} agent ids"
+    if not all(_int(i) and 0 <= i < n for i in x) or len(set(x)) != len(x):
+        return f"{name}: agent ids must be distinct ints in 0..{n - 1}"
+    return x
+
+
+def decode(frame: bytes, ex: Expect) -> dict[str, Any] | str:
+    """The envelope as a dict (vectors as float32 arrays), or why it is invalid."""
+    if not isinstance(frame, (bytes, bytearray, memoryview)):
+        return "not bytes"
+    if len(frame) > MAX_FRAME:
+        return "oversized"
+    try:
+        env = msgpack.unpackb(frame, raw=False, strict_map_key=True, max_bin_len=MAX_FRAME, max_str_len=4096,
+                              max_array_len=4096, max_map_len=64)
+    except Exception:  # noqa: BLE001 -- any decoder failure is line noise
+        return "undecodable"
+    if not isinstance(env, dict):
+        return "not a map"
+    if env.get("v") != VERSION:
+        return f"version {env.get('v')!r}"
+    if env.get("sw") != ex.swarm:
+        return "foreign swarm"
+    kind, sender, ep, t = env.get("k"), env.get("from"), env.get("ep"), env.get("t")
+    if kind not in KINDS:
+        return "unknown kind"
+    if not (_int(sender) and -1 <= sender < ex.n_agents):
+        return "unknown sender"
+    if not (_int(ep) and 0 <= ep <= ex.max_episode and _int(t) and 0 <= t <= ex.max_step):
+        return "insane step"
+    if kind == "msg":
+        if sender == WORLD:
+            return "msg from the world"
+        p = _vec(env.get("p"), ex.msg_dim, "payload")
+        if isinstance(p, str):
+            return p
+        env["p"] = p
+    elif kind == "obs":
+        if sender != WORLD:
+            return "obs not from the world"
+        o = _vec(env.get("o"), ex.obs_dim, "obs")
+        if isinstance(o, str):
+            return o
+        env["o"] = o
+        av = env.get("av")
+        if not isinstance(av, (bytes, bytearray)) or len(av) != ex.n_actions or any(x > 1 for x in av) or not any(av):
+            return "avail: want n_actions bytes of 0/1 with at least one 1"
+        env["av"] = np.frombuffer(av, dtype=np.uint8).astype(bool)
+        for key in ("in", "to"):
+            r = _ids(env.get(key, []), ex.n_agents, ex.k_max if key == "in" else None, key)
+            if isinstance(r, str):
+                return r
+            env[key] = r
+    elif kind == "act":
+        if sender == WORLD:
+            return "act from the world"
+        a = env.get("a")
+        if not (_int(a) and 0 <= a < max(1, ex.n_actions)):
+            return "action out of range"
+    elif kind == "hello":
+        if sender == WORLD:
+            return "hello from the world"
+        if not isinstance(env.get("addr"), str) or len(env["addr"]) > 512:
+            return "hello: bad address"
+    return env
+
+
+# ---- counters ----------------------------------------------------------------------------
+
+
+@dataclass
+class Counters:
+    sent: int = 0
+    sent_bytes: int = 0
+    received: int = 0
+    received_bytes: int = 0
+    dropped: int = 0  # lost on purpose (fault injection) or to a dead peer
+    stale: int = 0  # valid but too old / for another step
+    invalid: int = 0
+    invalid_reasons: dict[str, int] = field(default_factory=dict)
+
+    def bad(self, reason: str) -> None:
+        self.invalid += 1
+        key = reason.split(":")[0]
+        self.invalid_reasons[key] = self.invalid_reasons.get(key, 0) + 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("sent", "sent_bytes", "received", "received_bytes", "dropped", "stale", "invalid")} | {
+            "invalid_reasons": dict(self.invalid_reasons)
+        }
+
+
+def percentiles(xs: list[float]) -> dict[str, float]:
+    if not xs:
+        return {"p50": math.nan, "p99": math.nan, "n": 0}
+    a = np.asarray(xs)
+    return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)), "n": len(xs)}

@@ -1,0 +1,222 @@
+"""``marl-swarm``: the world plus one OS process per agent, on one machine.
+
+Starts the world simulator (in this process) and ``marl-agent`` for every
+agent of a bundle (each its own process, its own policy, its own sockets),
+plays the episodes lock-step, stops everything -- also when something fails:
+every child is put in its own process group, dies with its parent
+(PR_SET_PDEATHSIG on Linux), and is terminated, then killed, on the way out.
+Faults: ``--kill AGENT@STEP`` / ``--restart AGENT@STEP`` act on the world's
+global step counter; ``--drop P`` makes every receiver lose each message with
+probability P (seeded per agent).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import protocol as P
+from .agent import bundle_id
+from .bundle import MANIFEST, BundleError, load_bundle
+from .world import World, WorldOptions
+
+
+@dataclass
+class SwarmOptions:
+    episodes: int = 8
+    seed: int | None = None  # default: the source run's seed (like marl-eval)
+    transport: str = "ipc"
+    mode: str = "lockstep"
+    hz: float = 20.0
+    drop: float = 0.0
+    kills: list[tuple[int, int]] = field(default_factory=list)  # (agent, global step)
+    restarts: list[tuple[int, int]] = field(default_factory=list)
+    act_timeout_s: float = 5.0
+    hb_timeout_s: float = 1.0
+
+
+def parse_at(text: str, n: int, what: str) -> tuple[int, int]:
+    a, sep, s = text.partition("@")
+    try:
+        agent, step = int(a), int(s)
+    except ValueError:
+        raise BundleError(f"--{what} takes AGENT@STEP (e.g. 2@10), got {text!r}") from None
+    if not sep or not 0 <= agent < n or step < 0:
+        raise BundleError(f"--{what} {text}: agent must be in 0..{n - 1} and step >= 0")
+    return agent, step
+
+
+def _pdeathsig() -> None:  # runs in the child before exec
+    os.setpgrp()
+    try:
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class Launcher:
+    def __init__(self, bundle_dir: Path, opts: SwarmOptions) -> None:
+        self.bundle = load_bundle(bundle_dir)
+        self.dir = Path(bundle_dir)
+        self.opts = opts
+        self.n = self.bundle.n_agents
+        if opts.transport not in ("ipc", "tcp"):
+            raise BundleError(f"--transport must be ipc or tcp, got {opts.transport!r}")
+        if opts.mode != "lockstep":
+            raise BundleError("--mode realtime is not available yet; use --mode lockstep")
+        if not 0.0 <= opts.drop < 1.0:
+            raise BundleError(f"--drop must be in [0, 1), got {opts.drop}")
+        self.tmp = Path(tempfile.mkdtemp(prefix="marl-swarm-"))
+        self.swarm = f"{bundle_id(self.dir / MANIFEST)}-{os.getpid() % 100000}"
+        self.procs: dict[int, subprocess.Popen] = {}
+        self.seed = int(self.bundle.manifest["source"]["seed"]) if opts.seed is None else int(opts.seed)
+
+    def endpoint(self, name: str) -> str:
+        if self.opts.transport == "ipc":
+            return f"ipc://{self.tmp}/{name}.sock"
+        return "tcp://127.0.0.1:*"
+
+    def spawn(self, i: int, world: str) -> None:
+        cmd = [
+            sys.executable, "-m", "marl_edge.cli.agent", str(self.dir / self.bundle.manifest["agents"][i]["dir"]),
+            "--manifest", str(self.dir / MANIFEST), "--world", world, "--bind", self.endpoint(f"agent_{i}"),
+            "--swarm-id", self.swarm, "--drop", str(self.opts.drop), "--seed", str(self.seed),
+            "--metrics", str(self.tmp / f"agent_{i}.jsonl"),
+        ]
+        log = open(self.tmp / f"agent_{i}.log", "ab")
+        self.procs[i] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_pdeathsig)
+        log.close()
+
+    def kill(self, i: int) -> None:
+        p = self.procs.get(i)
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait(timeout=10)
+
+    def shutdown(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.terminate()
+        deadline = time.time() + 5
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=5)
+
+    def run(
+        self, progress: Callable[[dict[str, Any]], None] | None = None, on_start: Callable[["Launcher", World], None] | None = None
+    ) -> dict[str, Any]:
+        """``on_start(launcher, world)`` runs once every agent has said hello (tests inject faults there)."""
+        wopts = WorldOptions(episodes=self.opts.episodes, seed=self.seed, act_timeout_s=self.opts.act_timeout_s,
+                             hb_timeout_s=self.opts.hb_timeout_s, mode=self.opts.mode, hz=self.opts.hz)
+        world = World(self.bundle, self.endpoint("world"), self.swarm, wopts)
+        kills = {}
+        for a, s in self.opts.kills:
+            kills.setdefault(s, []).append(a)
+        restarts = {}
+        for a, s in self.opts.restarts:
+            restarts.setdefault(s, []).append(a)
+
+        def on_step(step: int) -> None:
+            for a in kills.pop(step, []):
+                self.kill(a)
+                world.mark_absent(a, "killed")
+            for a in restarts.pop(step, []):
+                if self.procs[a].poll() is None:
+                    continue  # still running: nothing to restart
+                self.spawn(a, world.endpoint)
+                deadline = time.time() + 30
+                while not world.live[a] and time.time() < deadline:
+                    world._poll(50)
+
+        t0 = time.perf_counter()
+        try:
+            for i in range(self.n):
+                self.spawn(i, world.endpoint)
+            world.wait_for_agents()
+            startup = time.perf_counter() - t0
+            if on_start is not None:
+                on_start(self, world)
+            stats = world.run(on_step=on_step, progress=progress)
+            world.stop()
+        except TimeoutError as e:
+            logs = "; ".join(f"agent {i}: {(self.tmp / f'agent_{i}.log').read_text()[-300:].strip()}" for i in range(self.n)
+                             if (self.tmp / f"agent_{i}.log").exists() and (self.tmp / f"agent_{i}.log").stat().st_size)
+            raise BundleError(f"{e}{' -- ' + logs if logs else ''}") from None
+        finally:
+            world.close()
+            self.shutdown()
+        agents = self._agent_metrics(world)
+        out = self._summary(stats, agents, startup)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        return out
+
+    def _agent_metrics(self, world: World) -> list[dict[str, Any]]:
+        out = []
+        for i in range(self.n):
+            lines = []
+            f = self.tmp / f"agent_{i}.jsonl"
+            if f.exists():
+                lines = [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
+            if i in world.bye and world.bye[i]:
+                lines = lines or [world.bye[i]]
+            out.append({"agent": i, "sessions": lines})
+        return out
+
+    def _summary(self, stats: Any, agents: list[dict[str, Any]], startup: float) -> dict[str, Any]:
+        sessions = [s for a in agents for s in a["sessions"]]
+        msg = [s["messages"] for s in sessions]
+        act_p50 = [s["act_us"]["p50"] for s in sessions if s["act_us"]["n"]]
+        act_p99 = [s["act_us"]["p99"] for s in sessions if s["act_us"]["n"]]
+        steps = max(1, stats.steps)
+        sent_bytes = sum(m["sent_bytes"] for m in msg)
+        sent = sum(m["sent"] for m in msg)
+        d = self.bundle.msg_dim
+        return {
+            "bundle": str(self.dir),
+            "swarm": self.swarm,
+            "agents": self.n,
+            "transport": self.opts.transport,
+            "mode": self.opts.mode,
+            "episodes": len(stats.returns),
+            "seed": self.seed,
+            "mean_return": float(np.mean(stats.returns)) if stats.returns else float("nan"),
+            "returns": stats.returns,
+            "lengths": stats.lengths,
+            "steps": stats.steps,
+            "steps_per_s": stats.steps / max(stats.wall_s, 1e-9),
+            "startup_s": round(startup, 3),
+            "step_ms_p50": P.percentiles(stats.step_ms)["p50"],
+            "step_ms_p99": P.percentiles(stats.step_ms)["p99"],
+            "msgs_per_step": sent / steps,
+            "msg_bytes_per_step": sent_bytes / steps,
+            "msg_frame_bytes": P.frame_size(d, self.swarm) if d else 0,
+            "act_latency_us_p50": float(np.median(act_p50)) if act_p50 else float("nan"),
+            "act_latency_us_p99": float(np.max(act_p99)) if act_p99 else float("nan"),
+            "dropped": sum(m["dropped"] for m in msg),
+            "stale": sum(m["stale"] for m in msg) + stats.counters.stale,
+            "invalid_frames": sum(m["invalid"] for m in msg) + stats.counters.invalid + sum(s.get("robot_invalid_frames", 0) for s in sessions),
+            "world_invalid_frames": stats.counters.invalid,
+            "noop_actions": stats.noop_actions,
+            "absences": stats.absences,
+            "rejoins": stats.rejoins,
+            "per_agent": agents,
+        }
+
+
+def run_swarm(bundle_dir: Path, opts: SwarmOptions, progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    return Launcher(bundle_dir, opts).run(progress)

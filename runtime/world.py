@@ -1,0 +1,267 @@
+"""The world simulator: a built-in env (batch 1) and the topology, serving
+each simulated robot over ZeroMQ. torch-free.
+
+Lock-step: each step the world sends every live agent its observation, its
+available actions and its two neighbour lists (``in``: whose step t-1
+messages it hears now; ``to``: who hears what it emits now -- DESIGN.md
+contracts 2-3, computed by the same ``Topology.neighbours`` as training),
+then steps the env when every live agent has acted or the deadline passed.
+An absent agent's robot takes the no-op (action 0 when the env has none).
+Episode ``e`` is played with the seed ``episode_seeds(seed, episodes)[e]``,
+so a lossless lock-step swarm reproduces ``marl-eval BUNDLE`` exactly.
+
+Liveness: agents say hello, then act or send heartbeats. One silent for
+``hb_timeout_s`` is absent: it gets no observations, others stop hearing it
+(it leaves every ``in``/``to`` list, so nobody waits for it) and its robot
+no-ops. A hello from an absent agent is a rejoin: it starts over with a
+fresh recurrent state (``first``) and an empty inbox for its first step.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import zmq
+
+from ..envs import episode_seeds
+from . import protocol as P
+from .bundle import Bundle
+
+
+@dataclass
+class WorldOptions:
+    episodes: int = 8
+    seed: int = 0
+    start_timeout_s: float = 60.0  # for every agent's first hello
+    act_timeout_s: float = 5.0  # lock-step deadline for a live agent's action
+    hb_timeout_s: float = 1.0
+    mode: str = "lockstep"
+    hz: float = 20.0
+
+
+@dataclass
+class WorldStats:
+    returns: list[float] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    step_ms: list[float] = field(default_factory=list)
+    steps: int = 0
+    noop_actions: int = 0  # steps x agents played by an absent agent's robot
+    late_actions: int = 0
+    absences: list[dict[str, Any]] = field(default_factory=list)
+    rejoins: list[dict[str, Any]] = field(default_factory=list)
+    counters: P.Counters = field(default_factory=P.Counters)
+    wall_s: float = 0.0
+
+
+class World:
+    def __init__(self, bundle: Bundle, endpoint: str, swarm: str, opts: WorldOptions, ctx: zmq.Context | None = None) -> None:
+        self.b, self.opts, self.swarm = bundle, opts, swarm
+        spec = bundle.manifest["env_spec"]
+        self.n = int(spec["n_agents"])
+        self.noop = int(spec.get("noop_action") or 0)
+        self.topology = bundle.topology()
+        self.ex = P.Expect(swarm, self.n, msg_dim=bundle.msg_dim, obs_dim=int(spec["obs_dim"]), n_actions=int(spec["n_actions"]), k_max=bundle.k_max or None)
+        self.ctx = ctx or zmq.Context.instance()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        self.sock.bind(endpoint)
+        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.addr: dict[int, str] = {}
+        self.live = np.zeros(self.n, dtype=bool)
+        self.last_seen = np.zeros(self.n)
+        self.fresh = np.zeros(self.n, dtype=bool)  # (re)joined: first step starts over
+        self.live_prev = np.zeros(self.n, dtype=bool)  # who was served (and so could send) last step
+        self.peers_version = 0
+        self.peers_sent = np.full(self.n, -1)
+        self.stats = WorldStats()
+        self.bye: dict[int, dict[str, Any]] = {}
+        self.pending: dict[int, int] = {}  # agent -> action for the current step
+        self.cur = (-1, -1)
+        self.global_step = 0
+        self.finished = False
+
+    # ---- receiving -------------------------------------------------------------------
+    def _poll(self, timeout_ms: int) -> None:
+        if not self.sock.poll(timeout_ms):
+            return
+        while True:
+            try:
+                parts = self.sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._handle(parts)
+
+    def _handle(self, parts: list[bytes]) -> None:
+        c = self.stats.counters
+        c.received += 1
+        if len(parts) != 2:
+            c.bad("not one frame")
+            return
+        ident, frame = parts
+        c.received_bytes += len(frame)
+        env = P.decode(frame, self.ex)
+        if isinstance(env, str):
+            c.bad(env)
+            return
+        i = env["from"]
+        if i == P.WORLD or ident != f"agent-{i}".encode():
+            c.bad("sender does not match its connection")
+            return
+        now = time.perf_counter()
+        kind = env["k"]
+        if kind == "hello":
+            if not self.live[i] and i in self.addr:
+                self.stats.rejoins.append({"agent": i, "step": self.global_step})
+            self.addr[i] = env["addr"]
+            self.live[i] = True
+            self.fresh[i] = True
+            self.last_seen[i] = now
+            self.peers_version += 1
+        elif kind == "bye":
+            self.bye[i] = env.get("m") if isinstance(env.get("m"), dict) else {}
+            self._absent(i, "bye")
+        elif not self.live[i]:
+            c.stale += 1  # an absent agent must say hello again
+        elif kind == "hb":
+            self.last_seen[i] = now
+        elif kind == "act":
+            self.last_seen[i] = now
+            if (env["ep"], env["t"]) == self.cur:
+                self.pending[i] = int(env["a"])
+            else:
+                self.stats.late_actions += 1
+                c.stale += 1
+        else:
+            c.bad(f"unexpected kind {kind}")
+
+    def _absent(self, i: int, why: str) -> None:
+        if self.live[i]:
+            self.live[i] = False
+            if not self.finished:
+                self.stats.absences.append({"agent": i, "step": self.global_step, "why": why})
+
+    def mark_absent(self, i: int, why: str = "killed") -> None:
+        """For the launcher: agent ``i``'s process is known to be gone."""
+        self._absent(i, why)
+
+    def _send(self, i: int, kind: str, ep: int = 0, t: int = 0, **fields: Any) -> None:
+        frame = P.encode(self.swarm, P.WORLD, kind, ep, t, **fields)
+        self.stats.counters.sent += 1
+        self.stats.counters.sent_bytes += len(frame)
+        self.sock.send_multipart([f"agent-{i}".encode(), frame])
+
+    # ---- running -----------------------------------------------------------------------
+    def wait_for_agents(self) -> None:
+        deadline = time.perf_counter() + self.opts.start_timeout_s
+        while not self.live.all():
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                missing = [i for i in range(self.n) if not self.live[i]]
+                raise TimeoutError(f"agents {missing} did not say hello within {self.opts.start_timeout_s:.0f} s")
+            self._poll(int(min(left, 0.5) * 1000) + 1)
+
+    def run(self, on_step: Callable[[int], None] | None = None, progress: Callable[[dict[str, Any]], None] | None = None) -> WorldStats:
+        if self.opts.mode != "lockstep":
+            raise NotImplementedError("the world simulator runs lock-step only so far")
+        env = self.b.make_env(1)
+        seeds = episode_seeds(self.opts.seed, self.opts.episodes)
+        t_start = time.perf_counter()
+        try:
+            for ep in range(self.opts.episodes):
+                ts = env.reset(seeds[ep : ep + 1])
+                ret, t = 0.0, 0
+                hear_prev: list[list[int]] = [[] for _ in range(self.n)]
+                self.fresh[:] = True
+                self.live_prev[:] = False
+                while True:
+                    if on_step is not None:
+                        on_step(self.global_step)
+                    self._poll(0)
+                    self._expire()
+                    hear = self._neighbours(ts)
+                    t0 = time.perf_counter()
+                    actions = self._lockstep(ep, t, ts, hear, hear_prev)
+                    self.stats.step_ms.append((time.perf_counter() - t0) * 1e3)
+                    ts = env.step(actions[None])
+                    ret += float(ts.team_reward()[0])
+                    hear_prev = hear
+                    t += 1
+                    self.global_step += 1
+                    self.stats.steps += 1
+                    if ts.done[0]:
+                        break
+                self.stats.returns.append(ret)
+                self.stats.lengths.append(t)
+                if progress is not None:
+                    progress({"episode": ep + 1, "return": ret, "steps": self.stats.steps})
+        finally:
+            self.stats.wall_s = time.perf_counter() - t_start
+            env.close()
+        return self.stats
+
+    def _expire(self) -> None:
+        now = time.perf_counter()
+        for i in np.flatnonzero(self.live):
+            if now - self.last_seen[i] > self.opts.hb_timeout_s:
+                self._absent(int(i), "silent")
+
+    def _neighbours(self, ts: Any) -> list[list[int]]:
+        if self.topology is None:
+            return [[] for _ in range(self.n)]
+        idx, mask = self.topology.neighbours(ts.positions, batch=1)
+        return [[int(j) for j, ok in zip(idx[0, i], mask[0, i]) if ok] for i in range(self.n)]
+
+    def _lockstep(self, ep: int, t: int, ts: Any, hear: list[list[int]], hear_prev: list[list[int]]) -> np.ndarray:
+        live = self.live.copy()
+        self.cur = (ep, t)
+        self.pending = {}
+        send_to: list[list[int]] = [[] for _ in range(self.n)]
+        for i in range(self.n):
+            for j in hear[i]:
+                if live[i] and live[j]:
+                    send_to[j].append(i)
+        for i in np.flatnonzero(live):
+            i = int(i)
+            # hear only senders served last step (they sent) and still here now
+            inbox = [] if self.fresh[i] else [j for j in hear_prev[i] if live[j] and self.live_prev[j]]
+            extra: dict[str, Any] = {}
+            if self.peers_sent[i] != self.peers_version:
+                extra["peers"] = [[j, a] for j, a in sorted(self.addr.items())]
+                self.peers_sent[i] = self.peers_version
+            self._send(i, "obs", ep, t, o=ts.obs[0, i], av=ts.avail_actions[0, i], first=bool(self.fresh[i]), to=send_to[i], **{"in": inbox}, **extra)
+            self.fresh[i] = False
+        self.live_prev = live
+        deadline = time.perf_counter() + self.opts.act_timeout_s
+        while True:
+            waiting = [i for i in np.flatnonzero(live & self.live) if int(i) not in self.pending]
+            if not waiting:
+                break
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                for i in waiting:
+                    self._absent(int(i), "no action before the deadline")
+                break
+            self._poll(int(min(left, self.opts.hb_timeout_s) * 1000) + 1)
+            self._expire()
+        actions = np.full(self.n, self.noop, dtype=np.int64)
+        for i, a in self.pending.items():
+            actions[i] = a
+        self.stats.noop_actions += self.n - len(self.pending)
+        return actions
+
+    def stop(self, grace_s: float = 3.0) -> None:
+        """Tell every agent to stop and collect their goodbyes (metrics)."""
+        self.finished = True
+        expect = [i for i in range(self.n) if self.live[i]]
+        for i in expect:
+            self._send(i, "stop", why="done")
+        deadline = time.perf_counter() + grace_s
+        while any(i not in self.bye for i in expect) and time.perf_counter() < deadline:
+            self._poll(50)
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
