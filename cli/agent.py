@@ -35,11 +35,13 @@ def _load_profile(path: Path | None) -> dict:
 @click.option("--hz", type=float, default=None)
 @click.option("--swarm-id", default=None, help="Frames from other swarms are refused (default: the bundle id).")
 @click.option("--drop", type=float, default=None, help="Fault injection: lose each heard message with this probability.")
+@click.option("--delay-steps", type=int, default=None, help="Fault injection: send every message this many steps late.")
+@click.option("--msg-timeout", type=float, default=None, help="Lock-step: longest wait (s) for a neighbour's message (default 2).")
 @click.option("--seed", type=int, default=None)
 @click.option("--metrics", "metrics_path", default=None, help="Append this agent's metrics as a JSON line here on exit.")
 @click.option("--json", "as_json", is_flag=True)
 @debug_option
-def agent_cmd(agent_dir, manifest, world, bind, peers_file, profile, mode, hz, swarm_id, drop, seed, metrics_path, as_json, debug):
+def agent_cmd(agent_dir, manifest, world, bind, peers_file, profile, mode, hz, swarm_id, drop, delay_steps, msg_timeout, seed, metrics_path, as_json, debug):
     """Run AGENT_DIR (agent_<i> of a bundle from marl-export) as one agent.
 
     It checks the folder against the bundle's swarm.json (sha256, version,
@@ -68,9 +70,10 @@ def agent_cmd(agent_dir, manifest, world, bind, peers_file, profile, mode, hz, s
         peers = {int(k): str(v) for k, v in raw.items()}
     sid = pick(swarm_id, "swarm_id") or bundle_id(manifest)
     opts = AgentOptions(bind=pick(bind, "bind", "tcp://127.0.0.1:*"), mode=pick(mode, "mode", "lockstep"), hz=float(pick(hz, "hz", 20.0)),
-                        drop=float(pick(drop, "drop", 0.0)), seed=int(pick(seed, "seed", 0)), metrics_path=pick(metrics_path, "metrics"), peers=peers)
-    if opts.mode != "lockstep":
-        raise BundleError("--mode realtime is not available yet; use --mode lockstep")
+                        drop=float(pick(drop, "drop", 0.0)), seed=int(pick(seed, "seed", 0)), metrics_path=pick(metrics_path, "metrics"), peers=peers,
+                        delay_steps=int(pick(delay_steps, "delay_steps", 0)), msg_timeout_s=float(pick(msg_timeout, "msg_timeout", 2.0)))
+    if opts.delay_steps < 0 or opts.msg_timeout_s < 0 or not opts.hz > 0:
+        raise BundleError("--delay-steps and --msg-timeout must be >= 0, --hz > 0")
     if not 0.0 <= opts.drop < 1.0:
         raise BundleError(f"--drop must be in [0, 1), got {opts.drop}")
     import json as _json

@@ -17,12 +17,14 @@ from .common import Progress, debug_option, emit_json, run_command
 @click.option("--mode", type=click.Choice(["lockstep", "realtime"]), default="lockstep", show_default=True)
 @click.option("--hz", type=float, default=20.0, show_default=True)
 @click.option("--drop", type=float, default=0.0, show_default=True, help="Each heard message lost with this probability.")
+@click.option("--delay-steps", type=int, default=0, show_default=True, help="Every message sent D steps late: it arrives stale and is masked.")
+@click.option("--metrics-out", type=click.Path(path_type=Path), default=None, help="Write every agent's metrics (JSON lines) and the summary here.")
 @click.option("--kill", "kills", multiple=True, help="AGENT@STEP: SIGKILL that agent at that global step (repeatable).")
 @click.option("--restart", "restarts", multiple=True, help="AGENT@STEP: start a killed agent again (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line of stdout.")
 @click.option("--quiet", is_flag=True)
 @debug_option
-def swarm_cmd(bundle_dir, episodes, seed, transport, mode, hz, drop, kills, restarts, as_json, quiet, debug):
+def swarm_cmd(bundle_dir, episodes, seed, transport, mode, hz, drop, delay_steps, metrics_out, kills, restarts, as_json, quiet, debug):
     """Run BUNDLE_DIR (from marl-export) as a swarm: one OS process per agent,
     messages peer to peer over ZeroMQ, a world simulator stepping the env."""
     from ..runtime.bundle import BundleError, load_bundle
@@ -31,7 +33,7 @@ def swarm_cmd(bundle_dir, episodes, seed, transport, mode, hz, drop, kills, rest
     if episodes < 1:
         raise BundleError("--episodes must be >= 1")
     b = load_bundle(bundle_dir)
-    opts = SwarmOptions(episodes=episodes, seed=seed, transport=transport, mode=mode, hz=hz, drop=drop,
+    opts = SwarmOptions(episodes=episodes, seed=seed, transport=transport, mode=mode, hz=hz, drop=drop, delay_steps=delay_steps,
                         kills=[parse_at(k, b.n_agents, "kill") for k in kills], restarts=[parse_at(r, b.n_agents, "restart") for r in restarts])
     say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     say(f"swarm    {b.n_agents} agent processes + world, {transport}, {mode}, {episodes} episodes")
@@ -40,12 +42,22 @@ def swarm_cmd(bundle_dir, episodes, seed, transport, mode, hz, drop, kills, rest
         res = run_swarm(bundle_dir, opts, progress=lambda r: bar.update(r["episode"], f"return {r['return']:.3g}"))
     finally:
         bar.close()
+    if metrics_out is not None:
+        import json
+
+        with open(metrics_out, "w") as f:
+            for a in res["per_agent"]:
+                for sess in a["sessions"]:
+                    f.write(json.dumps(sess) + "\n")
+            f.write(json.dumps({"summary": {k: v for k, v in res.items() if k != "per_agent"}}) + "\n")
     say(f"return   {res['mean_return']:.3f} mean over {res['episodes']} episodes (seed {res['seed']})")
     say(f"speed    {res['steps_per_s']:,.0f} steps/s, step p50 {res['step_ms_p50']:.2f} ms / p99 {res['step_ms_p99']:.2f} ms; "
         f"act p50 {res['act_latency_us_p50']:.1f} µs / p99 {res['act_latency_us_p99']:.1f} µs; start-up {res['startup_s']:.2f} s")
     if res["msg_frame_bytes"]:
         say(f"messages {res['msgs_per_step']:.2f} per step, {res['msg_bytes_per_step']:,.1f} B per step ({res['msg_frame_bytes']} B frames); "
             f"dropped {res['dropped']}, stale {res['stale']}, invalid {res['invalid_frames']}")
+    if res["late_actions"]:
+        say(f"late     {res['late_actions']} actions missed their tick (those robots no-op'd)")
     for a in res["absences"]:
         say(f"fault    agent {a['agent']} absent from step {a['step']} ({a['why']}); its robot no-ops, neighbours mask it")
     for r in res["rejoins"]:

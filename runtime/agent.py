@@ -38,6 +38,7 @@ class AgentOptions:
     mode: str = "lockstep"
     hz: float = 20.0
     drop: float = 0.0  # fault injection: each heard message lost with this probability
+    delay_steps: int = 0  # fault injection: every message arrives this many steps late, i.e. stale (masked)
     seed: int = 0
     msg_timeout_s: float = 2.0  # lock-step: longest wait for a listed sender's message
     heartbeat_s: float = 0.2
@@ -75,6 +76,7 @@ class AgentProcess:
         self.wait_us: list[float] = []
         self.steps = 0
         self.prev_action = np.zeros(int(spec["n_actions"]), dtype=np.float32)
+        self.cur = (-1, 0)  # (episode, step) being acted on
         self._stop = False
 
     # ---- lifecycle ------------------------------------------------------------------
@@ -128,6 +130,7 @@ class AgentProcess:
     # ---- one step ---------------------------------------------------------------------
     def _step(self, ob: Observation) -> None:
         t0 = time.perf_counter_ns()
+        self.cur = (ob.episode, ob.step)
         if ob.peers:
             self.peers.update(ob.peers)
         if ob.first:
@@ -199,6 +202,8 @@ class AgentProcess:
         for slot, key in enumerate(want):
             m = self.store.get(key)
             if m is None:
+                if self.opts.mode == "realtime":
+                    self.c.stale += 1  # not here in time: masked
                 continue
             if self.opts.drop > 0 and self.rng.random() < self.opts.drop:
                 self.c.dropped += 1
@@ -228,6 +233,11 @@ class AgentProcess:
                 continue
             if env["from"] == self.id:
                 self.c.bad("own message")
+                continue
+            if self.opts.delay_steps > 0 or (env["ep"], env["t"]) < (self.cur[0], self.cur[1] - 1):
+                # too late to be heard: a message is heard at the next step only (contract 3);
+                # one delayed by D >= 1 steps always misses it
+                self.c.stale += 1
                 continue
             self.store[(env["from"], env["ep"], env["t"])] = env["p"]
 

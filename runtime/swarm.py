@@ -41,6 +41,7 @@ class SwarmOptions:
     mode: str = "lockstep"
     hz: float = 20.0
     drop: float = 0.0
+    delay_steps: int = 0  # every message sent this many steps late (so it arrives stale and is masked)
     kills: list[tuple[int, int]] = field(default_factory=list)  # (agent, global step)
     restarts: list[tuple[int, int]] = field(default_factory=list)
     act_timeout_s: float = 5.0
@@ -74,8 +75,12 @@ class Launcher:
         self.n = self.bundle.n_agents
         if opts.transport not in ("ipc", "tcp"):
             raise BundleError(f"--transport must be ipc or tcp, got {opts.transport!r}")
-        if opts.mode != "lockstep":
-            raise BundleError("--mode realtime is not available yet; use --mode lockstep")
+        if opts.mode not in ("lockstep", "realtime"):
+            raise BundleError(f"--mode must be lockstep or realtime, got {opts.mode!r}")
+        if opts.mode == "realtime" and not 0 < opts.hz <= 10_000:
+            raise BundleError(f"--hz must be in (0, 10000], got {opts.hz}")
+        if opts.delay_steps < 0:
+            raise BundleError(f"--delay-steps must be >= 0, got {opts.delay_steps}")
         if not 0.0 <= opts.drop < 1.0:
             raise BundleError(f"--drop must be in [0, 1), got {opts.drop}")
         self.tmp = Path(tempfile.mkdtemp(prefix="marl-swarm-"))
@@ -92,7 +97,10 @@ class Launcher:
         cmd = [
             sys.executable, "-m", "marl_edge.cli.agent", str(self.dir / self.bundle.manifest["agents"][i]["dir"]),
             "--manifest", str(self.dir / MANIFEST), "--world", world, "--bind", self.endpoint(f"agent_{i}"),
-            "--swarm-id", self.swarm, "--drop", str(self.opts.drop), "--seed", str(self.seed),
+            "--swarm-id", self.swarm, "--drop", str(self.opts.drop), "--seed", str(self.seed), "--mode", self.opts.mode,
+            "--hz", str(self.opts.hz), "--delay-steps", str(self.opts.delay_steps),
+            # late messages never arrive in time: do not wait for them
+            "--msg-timeout", "0" if self.opts.delay_steps else "2",
             "--metrics", str(self.tmp / f"agent_{i}.jsonl"),
         ]
         log = open(self.tmp / f"agent_{i}.log", "ab")
@@ -212,6 +220,9 @@ class Launcher:
             "invalid_frames": sum(m["invalid"] for m in msg) + stats.counters.invalid + sum(s.get("robot_invalid_frames", 0) for s in sessions),
             "world_invalid_frames": stats.counters.invalid,
             "noop_actions": stats.noop_actions,
+            "late_actions": stats.late_actions,
+            "hz": self.opts.hz if self.opts.mode == "realtime" else None,
+            "delay_steps": self.opts.delay_steps,
             "absences": stats.absences,
             "rejoins": stats.rejoins,
             "per_agent": agents,

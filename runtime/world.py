@@ -166,9 +166,12 @@ class World:
             self._poll(int(min(left, 0.5) * 1000) + 1)
 
     def run(self, on_step: Callable[[int], None] | None = None, progress: Callable[[dict[str, Any]], None] | None = None) -> WorldStats:
-        if self.opts.mode != "lockstep":
-            raise NotImplementedError("the world simulator runs lock-step only so far")
+        if self.opts.mode not in ("lockstep", "realtime"):
+            raise ValueError(f"mode must be lockstep or realtime, got {self.opts.mode!r}")
+        if self.opts.mode == "realtime" and not self.opts.hz > 0:
+            raise ValueError("realtime mode needs hz > 0")
         env = self.b.make_env(1)
+        self.next_tick = time.perf_counter()
         seeds = episode_seeds(self.opts.seed, self.opts.episodes)
         t_start = time.perf_counter()
         try:
@@ -185,7 +188,7 @@ class World:
                     self._expire()
                     hear = self._neighbours(ts)
                     t0 = time.perf_counter()
-                    actions = self._lockstep(ep, t, ts, hear, hear_prev)
+                    actions = self._serve(ep, t, ts, hear, hear_prev)
                     self.stats.step_ms.append((time.perf_counter() - t0) * 1e3)
                     ts = env.step(actions[None])
                     ret += float(ts.team_reward()[0])
@@ -216,7 +219,9 @@ class World:
         idx, mask = self.topology.neighbours(ts.positions, batch=1)
         return [[int(j) for j, ok in zip(idx[0, i], mask[0, i]) if ok] for i in range(self.n)]
 
-    def _lockstep(self, ep: int, t: int, ts: Any, hear: list[list[int]], hear_prev: list[list[int]]) -> np.ndarray:
+    def _serve(self, ep: int, t: int, ts: Any, hear: list[list[int]], hear_prev: list[list[int]]) -> np.ndarray:
+        """Send this step's observations; collect actions (lock-step: all or the
+        deadline; real-time: whatever came before the next tick)."""
         live = self.live.copy()
         self.cur = (ep, t)
         self.pending = {}
@@ -236,6 +241,16 @@ class World:
             self._send(i, "obs", ep, t, o=ts.obs[0, i], av=ts.avail_actions[0, i], first=bool(self.fresh[i]), to=send_to[i], **{"in": inbox}, **extra)
             self.fresh[i] = False
         self.live_prev = live
+        if self.opts.mode == "realtime":
+            self.next_tick += 1.0 / self.opts.hz
+            if self.next_tick < time.perf_counter():  # fell behind: do not try to catch up
+                self.next_tick = time.perf_counter()
+            while time.perf_counter() < self.next_tick:
+                self._poll(max(0, int((self.next_tick - time.perf_counter()) * 1000)))
+            self._expire()
+            missing = [i for i in np.flatnonzero(live & self.live) if int(i) not in self.pending]
+            self.stats.late_actions += len(missing)  # those robots no-op this tick
+            return self._actions()
         deadline = time.perf_counter() + self.opts.act_timeout_s
         while True:
             waiting = [i for i in np.flatnonzero(live & self.live) if int(i) not in self.pending]
@@ -248,6 +263,9 @@ class World:
                 break
             self._poll(int(min(left, self.opts.hb_timeout_s) * 1000) + 1)
             self._expire()
+        return self._actions()
+
+    def _actions(self) -> np.ndarray:
         actions = np.full(self.n, self.noop, dtype=np.int64)
         for i, a in self.pending.items():
             actions[i] = a

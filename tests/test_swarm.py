@@ -97,6 +97,24 @@ def test_lossy_links_complete_and_report_the_loss(bundles):
     assert 0.6 * expected < res["dropped"] < 1.4 * expected
 
 
+def test_messages_late_by_a_step_are_stale_and_masked(bundles):
+    """--delay-steps 1: every message misses the one step it may be heard at
+    (contract 3), so the swarm plays exactly the team that hears nothing."""
+    res = run_swarm(bundles["knn3"], SwarmOptions(episodes=6, seed=4, delay_steps=1))
+    silent = evaluate_bundle(bundles["knn3"], episodes=6, seed=4, msg_loss=1.0)
+    assert res["returns"] == silent["returns"]
+    assert res["stale"] > 0 and res["invalid_frames"] == 0
+
+
+def test_realtime_mode_runs_at_the_rate(bundles):
+    hz = 40.0
+    res = run_swarm(bundles["knn3"], SwarmOptions(episodes=4, seed=0, mode="realtime", hz=hz))
+    assert len(res["returns"]) == 4 and res["mode"] == "realtime"
+    assert 0.5 * hz < res["steps_per_s"] < 1.1 * hz
+    assert res["invalid_frames"] == 0
+    assert no_children_left()
+
+
 def test_agents_load_no_torch(bundles):
     res = run_swarm(bundles["knn3"], SwarmOptions(episodes=1, seed=0))
     flags = [s["torch_loaded"] for a in res["per_agent"] for s in a["sessions"]]
@@ -182,7 +200,8 @@ def test_cli_swarm_json_summary(bundles, cli):
         (["--kill", "2"], "--kill takes AGENT@STEP"),
         (["--kill", "9@3"], "agent must be in 0..5"),
         (["--drop", "1.5"], "--drop must be in [0, 1)"),
-        (["--mode", "realtime"], "realtime is not available yet"),
+        (["--mode", "realtime", "--hz", "0"], "--hz must be in (0, 10000]"),
+        (["--delay-steps", "-1"], "--delay-steps must be >= 0"),
     ],
 )
 def test_cli_swarm_bad_input(bundles, cli, args, message):
