@@ -46,6 +46,11 @@ class SwarmOptions:
     restarts: list[tuple[int, int]] = field(default_factory=list)
     act_timeout_s: float = 5.0
     hb_timeout_s: float = 1.0
+    # placement hooks (separate hosts or network namespaces): where the world
+    # listens, where agent i listens, and a command prefix to start agent i
+    world_bind: str | None = None
+    agent_bind: Callable[[int], str] | None = None
+    agent_prefix: Callable[[int], list[str]] | None = None
 
 
 def parse_at(text: str, n: int, what: str) -> tuple[int, int]:
@@ -94,9 +99,11 @@ class Launcher:
         return "tcp://127.0.0.1:*"
 
     def spawn(self, i: int, world: str) -> None:
+        bind = self.opts.agent_bind(i) if self.opts.agent_bind else self.endpoint(f"agent_{i}")
+        prefix = self.opts.agent_prefix(i) if self.opts.agent_prefix else []
         cmd = [
-            sys.executable, "-m", "marl_edge.cli.agent", str(self.dir / self.bundle.manifest["agents"][i]["dir"]),
-            "--manifest", str(self.dir / MANIFEST), "--world", world, "--bind", self.endpoint(f"agent_{i}"),
+            *prefix, sys.executable, "-m", "marl_edge.cli.agent", str(self.dir / self.bundle.manifest["agents"][i]["dir"]),
+            "--manifest", str(self.dir / MANIFEST), "--world", world, "--bind", bind,
             "--swarm-id", self.swarm, "--drop", str(self.opts.drop), "--seed", str(self.seed), "--mode", self.opts.mode,
             "--hz", str(self.opts.hz), "--delay-steps", str(self.opts.delay_steps),
             # late messages never arrive in time: do not wait for them
@@ -131,7 +138,7 @@ class Launcher:
         """``on_start(launcher, world)`` runs once every agent has said hello (tests inject faults there)."""
         wopts = WorldOptions(episodes=self.opts.episodes, seed=self.seed, act_timeout_s=self.opts.act_timeout_s,
                              hb_timeout_s=self.opts.hb_timeout_s, mode=self.opts.mode, hz=self.opts.hz)
-        world = World(self.bundle, self.endpoint("world"), self.swarm, wopts)
+        world = World(self.bundle, self.opts.world_bind or self.endpoint("world"), self.swarm, wopts)
         kills = {}
         for a, s in self.opts.kills:
             kills.setdefault(s, []).append(a)
@@ -170,6 +177,7 @@ class Launcher:
             self.shutdown()
         agents = self._agent_metrics(world)
         out = self._summary(stats, agents, startup)
+        out["endpoints"] = dict(sorted(world.addr.items()))
         shutil.rmtree(self.tmp, ignore_errors=True)
         return out
 

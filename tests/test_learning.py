@@ -90,7 +90,9 @@ SCOUT_SILENT, SCOUT_TALKING = 1.75, 3.4375  # envs/scout.py: best silent team, b
 @pytest.mark.parametrize("comm", ["none", "mean", "knn", "attention"])
 def test_scout_talking_beats_the_silent_ceiling(comm, cli, tmp_path):
     """20k steps of QMIX: every aggregator clears the silent ceiling by a wide
-    margin (measured 3.37-3.43 of 3.44); without messages the team stays at or
+    margin (measured over 3 seeds: mean and attention 3.43 of 3.44; knn with
+    comm_k=2 3.09, since the scout is outside a receiver's 2 nearest one time
+    in three and must be relayed); without messages the team stays at or
     under the silent ceiling, which no silent policy can beat."""
     knn = ["--set", "comm_k=2"] if comm == "knn" else []  # the 2 nearest of 3 (with 3, knn is the mean)
     s = train_json(cli, tmp_path, "--env", "scout", "--algo", "qmix", "--steps", "20000", "--set", f"comm={comm}", *knn,
@@ -99,4 +101,4 @@ def test_scout_talking_beats_the_silent_ceiling(comm, cli, tmp_path):
     if comm == "none":
         assert s["eval_return"] <= SCOUT_SILENT + 0.2, s["eval_return"]  # 0.2 = 3.6 standard errors
     else:
-        assert s["eval_return"] >= 3.2, s["eval_return"]
+        assert s["eval_return"] >= (2.9 if comm == "knn" else 3.2), s["eval_return"]

@@ -16,25 +16,13 @@ import numpy as np
 import pytest
 import zmq
 
-from marl_edge.export.bundle import export_run
 from marl_edge.runtime import protocol as P
 from marl_edge.runtime.swarm import Launcher, SwarmOptions, run_swarm
 from marl_edge.runtime.team import evaluate_bundle
-from marl_edge.train.config import RunConfig
-from marl_edge.train.trainer import create_run_dir, make_run_spec, train
-
-
-def make_bundle(root: Path, name: str, steps: int = 1500, env_options: dict | None = None, **sets) -> Path:
-    run = RunConfig(env="scout", algo="qmix", steps=steps, seed=1, eval_episodes=0, n_envs=8, env_options=env_options or {})
-    rs = make_run_spec(run, {k: str(v) for k, v in sets.items()})
-    run_dir = create_run_dir(rs, root / f"run_{name}")
-    train(run_dir)
-    export_run(run_dir, root / name)
-    return root / name
 
 
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory):
+def bundles(tmp_path_factory, make_bundle):
     root = tmp_path_factory.mktemp("bundles")
     six = {"n_agents": 6, "episode_limit": 5}
     return {
