@@ -64,6 +64,7 @@ class AgentProcess:
         self.k_max = int(manifest.get("k_max") or 0)
         self.swarm = swarm or bundle_id(Path(manifest_path))
         self.ex = P.Expect(self.swarm, self.n, msg_dim=self.d, obs_dim=int(spec["obs_dim"]), n_actions=int(spec["n_actions"]), k_max=self.k_max or None)
+        self.codec = P.MsgCodec(self.swarm, self.d, self.ex) if self.d else None
         self.ctx = zmq.Context.instance()
         self.inbox_sock: zmq.Socket | None = None
         self.push: dict[int, zmq.Socket] = {}
@@ -145,7 +146,7 @@ class AgentProcess:
         t2 = time.perf_counter_ns()
         action = int(a[0])
         if self.d and m is not None:
-            frame = P.encode_msg(self.swarm, self.id, ob.episode, ob.step, m[0])
+            frame = self.codec.encode(self.id, ob.episode, ob.step, m[0])
             for j in ob.send_to:
                 if j != self.id:
                     self._send_to(j, frame)
@@ -224,7 +225,7 @@ class AgentProcess:
                 return
             self.c.received += 1
             self.c.received_bytes += len(frame)
-            env = P.decode(frame, self.ex)
+            env = self.codec.decode(frame) if self.codec is not None else P.decode(frame, self.ex)
             if isinstance(env, str):
                 self.c.bad(env)
                 continue

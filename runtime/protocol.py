@@ -73,6 +73,55 @@ def encode_msg(swarm: str, sender: int, ep: int, t: int, payload: np.ndarray) ->
     )
 
 
+class MsgCodec:
+    """Fast path for one swarm's ``msg`` frames (the per-step hot path).
+
+    ``encode`` fills a precomputed template (the same bytes as ``encode_msg``).
+    ``decode`` parses a frame of exactly that layout with ``struct`` and
+    validates it (sender, step, finite payload); a frame of any other layout
+    (e.g. another language's msgpack encoder choosing other int widths) goes
+    through the generic ``decode``.
+    """
+
+    def __init__(self, swarm: str, d: int, ex: "Expect | None" = None) -> None:
+        self.swarm, self.d, self.ex = swarm, d, ex
+        self.template = bytearray(encode_msg(swarm, 0, 0, 0, np.zeros(d, dtype=np.float32)))
+        head = bytes(self.template)
+        self.size = len(head)
+        self.off_from = head.index(b"\xa4from") + 5 + 1
+        self.off_ep = head.index(b"\xa2ep") + 3 + 1
+        self.off_t = head.index(b"\xa1t\xce") + 2 + 1
+        self.off_p = self.size - 4 * d
+        # bytes that never change: everything but sender, ep, t and payload
+        self.fixed = [(0, self.off_from - 1), (self.off_from + 2, self.off_ep - 1), (self.off_ep + 4, self.off_t - 1), (self.off_t + 4, self.off_p)]
+        self.fixed_bytes = [head[a:b] for a, b in self.fixed]
+
+    def encode(self, sender: int, ep: int, t: int, payload: np.ndarray) -> bytes:
+        buf = self.template
+        struct.pack_into(">H", buf, self.off_from, sender)
+        struct.pack_into(">I", buf, self.off_ep, ep)
+        struct.pack_into(">I", buf, self.off_t, t)
+        buf[self.off_p :] = np.ascontiguousarray(payload, dtype=F32).tobytes()
+        return bytes(buf)
+
+    def decode(self, frame: bytes) -> dict[str, Any] | str:
+        ex = self.ex
+        assert ex is not None
+        if len(frame) != self.size or any(frame[a:b] != fb for (a, b), fb in zip(self.fixed, self.fixed_bytes)):
+            return decode(frame, ex)  # not our layout: the general path decides
+        (sender,) = struct.unpack_from(">H", frame, self.off_from)
+        (ep,) = struct.unpack_from(">I", frame, self.off_ep)
+        (t,) = struct.unpack_from(">I", frame, self.off_t)
+        if sender >= ex.n_agents:
+            return "unknown sender"
+        if ep > ex.max_episode or t > ex.max_step:
+            return "insane step"
+        p = np.frombuffer(frame, dtype=F32, offset=self.off_p)
+        if not np.isfinite(p).all():
+            return "payload: non-finite values"
+        return {"v": VERSION, "sw": self.swarm, "from": sender, "k": "msg", "ep": ep, "t": t, "p": p}
+
+
 def frame_size(d: int, swarm: str) -> int:
     """Bytes on the wire of one ``msg`` frame with ``d`` floats."""
     return len(encode_msg(swarm, 0, 0, 0, np.zeros(d, dtype=np.float32)))
