@@ -21,22 +21,45 @@ from .common import Progress, debug_option, emit_json, run_command
 @click.option("--metrics-out", type=click.Path(path_type=Path), default=None, help="Write every agent's metrics (JSON lines) and the summary here.")
 @click.option("--kill", "kills", multiple=True, help="AGENT@STEP: SIGKILL that agent at that global step (repeatable).")
 @click.option("--restart", "restarts", multiple=True, help="AGENT@STEP: start a killed agent again (repeatable).")
+@click.option("--world-bind", default=None, help="Where the world listens (default: a private ipc socket or tcp://127.0.0.1:*).")
+@click.option("--no-spawn", is_flag=True, help="Run only the world; agents are started elsewhere (marl-agent --profile).")
+@click.option("--swarm-id", default=None, help="With --no-spawn: the id the agents use (default: the bundle id).")
+@click.option("--start-timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for every agent's hello.")
+@click.option("--write-profiles", type=click.Path(path_type=Path), default=None,
+              help="Write one deployment profile per agent into this folder and exit (with --hosts, --base-port, --world-bind).")
+@click.option("--hosts", default="127.0.0.1", show_default=True, help="Comma-separated robot hosts for --write-profiles (agent i on host i mod len).")
+@click.option("--base-port", type=int, default=5600, show_default=True, help="Agent i listens on base-port + i.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line of stdout.")
 @click.option("--quiet", is_flag=True)
 @debug_option
-def swarm_cmd(bundle_dir, episodes, seed, transport, mode, hz, drop, delay_steps, metrics_out, kills, restarts, as_json, quiet, debug):
+def swarm_cmd(bundle_dir, episodes, seed, transport, mode, hz, drop, delay_steps, metrics_out, kills, restarts, world_bind, no_spawn,
+              swarm_id, start_timeout, write_profiles, hosts, base_port, as_json, quiet, debug):
     """Run BUNDLE_DIR (from marl-export) as a swarm: one OS process per agent,
     messages peer to peer over ZeroMQ, a world simulator stepping the env."""
     from ..runtime.bundle import BundleError, load_bundle
+    from ..runtime.agent import bundle_id
     from ..runtime.swarm import SwarmOptions, parse_at, run_swarm
+    from ..runtime.swarm import write_profiles as write_profiles_fn
 
     if episodes < 1:
         raise BundleError("--episodes must be >= 1")
     b = load_bundle(bundle_dir)
+    if write_profiles is not None:
+        if world_bind is None:
+            raise BundleError("--write-profiles needs --world-bind tcp://WORLD_HOST:PORT (where the robots reach the world)")
+        paths = write_profiles_fn(bundle_dir, write_profiles, world_bind, [h for h in hosts.split(",") if h], base_port, mode, hz, swarm_id)
+        click.echo(f"profiles {len(paths)} written to {write_profiles}; on robot i: marl-agent --profile agent_i.json")
+        port = world_bind.rsplit(":", 1)[-1]
+        click.echo(f"world    marl-swarm {bundle_dir} --no-spawn --world-bind tcp://*:{port} --transport tcp")
+        return 0
     opts = SwarmOptions(episodes=episodes, seed=seed, transport=transport, mode=mode, hz=hz, drop=drop, delay_steps=delay_steps,
-                        kills=[parse_at(k, b.n_agents, "kill") for k in kills], restarts=[parse_at(r, b.n_agents, "restart") for r in restarts])
+                        kills=[parse_at(k, b.n_agents, "kill") for k in kills], restarts=[parse_at(r, b.n_agents, "restart") for r in restarts],
+                        world_bind=world_bind, spawn=not no_spawn, start_timeout_s=start_timeout,
+                        swarm_id=(swarm_id or bundle_id(Path(bundle_dir) / "swarm.json")) if no_spawn else swarm_id)
+    if no_spawn and transport == "ipc" and world_bind is None:
+        raise BundleError("--no-spawn needs --world-bind (where the agents connect)")
     say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
-    say(f"swarm    {b.n_agents} agent processes + world, {transport}, {mode}, {episodes} episodes")
+    say(f"swarm    {b.n_agents} agent {'processes' if not no_spawn else 'processes started elsewhere'} + world, {transport}, {mode}, {episodes} episodes")
     bar = Progress(episodes, "episodes", enabled=not quiet)
     try:
         res = run_swarm(bundle_dir, opts, progress=lambda r: bar.update(r["episode"], f"return {r['return']:.3g}"))

@@ -132,8 +132,14 @@ class AgentProcess:
     def _step(self, ob: Observation) -> None:
         t0 = time.perf_counter_ns()
         self.cur = (ob.episode, ob.step)
-        if ob.peers:
-            self.peers.update(ob.peers)
+        if ob.peers:  # the world's directory; a profile's static peers win (an agent bound to * reports 0.0.0.0)
+            static = self.opts.peers or {}
+            for j, a in ob.peers.items():
+                if j not in static and self.peers.get(j) != a:
+                    self.peers[j] = a
+                    old = self.push.pop(j, None)
+                    if old is not None:  # it moved (a restart on tcp gets a new port): reconnect
+                        old.close(linger=0)
         if ob.first:
             self.policy.reset()
             self.prev_action[:] = 0.0

@@ -51,6 +51,9 @@ class SwarmOptions:
     world_bind: str | None = None
     agent_bind: Callable[[int], str] | None = None
     agent_prefix: Callable[[int], list[str]] | None = None
+    spawn: bool = True  # False: run only the world and wait for agents started elsewhere (profiles)
+    swarm_id: str | None = None
+    start_timeout_s: float = 60.0
 
 
 def parse_at(text: str, n: int, what: str) -> tuple[int, int]:
@@ -89,7 +92,9 @@ class Launcher:
         if not 0.0 <= opts.drop < 1.0:
             raise BundleError(f"--drop must be in [0, 1), got {opts.drop}")
         self.tmp = Path(tempfile.mkdtemp(prefix="marl-swarm-"))
-        self.swarm = f"{bundle_id(self.dir / MANIFEST)}-{os.getpid() % 100000}"
+        self.swarm = opts.swarm_id or f"{bundle_id(self.dir / MANIFEST)}-{os.getpid() % 100000}"
+        if not opts.spawn and (opts.kills or opts.restarts):
+            raise BundleError("--kill and --restart need the agents started by marl-swarm (drop --no-spawn)")
         self.procs: dict[int, subprocess.Popen] = {}
         self.seed = int(self.bundle.manifest["source"]["seed"]) if opts.seed is None else int(opts.seed)
 
@@ -137,7 +142,8 @@ class Launcher:
     ) -> dict[str, Any]:
         """``on_start(launcher, world)`` runs once every agent has said hello (tests inject faults there)."""
         wopts = WorldOptions(episodes=self.opts.episodes, seed=self.seed, act_timeout_s=self.opts.act_timeout_s,
-                             hb_timeout_s=self.opts.hb_timeout_s, mode=self.opts.mode, hz=self.opts.hz)
+                             hb_timeout_s=self.opts.hb_timeout_s, mode=self.opts.mode, hz=self.opts.hz,
+                             start_timeout_s=self.opts.start_timeout_s)
         world = World(self.bundle, self.opts.world_bind or self.endpoint("world"), self.swarm, wopts)
         kills = {}
         for a, s in self.opts.kills:
@@ -160,8 +166,10 @@ class Launcher:
 
         t0 = time.perf_counter()
         try:
-            for i in range(self.n):
-                self.spawn(i, world.endpoint)
+            if self.opts.spawn:
+                for i in range(self.n):
+                    self.spawn(i, world.endpoint)
+            self.world_endpoint = world.endpoint
             world.wait_for_agents()
             startup = time.perf_counter() - t0
             if on_start is not None:
@@ -235,6 +243,40 @@ class Launcher:
             "rejoins": stats.rejoins,
             "per_agent": agents,
         }
+
+
+def write_profiles(bundle_dir: Path, out: Path, world: str, hosts: list[str], base_port: int, mode: str = "lockstep",
+                   hz: float = 20.0, swarm_id: str | None = None, bundle_path_on_robot: str | None = None) -> list[Path]:
+    """One deployment profile per robot (``marl-agent --profile FILE``): agent
+    folder, manifest, world endpoint, its own inbox endpoint, every peer's
+    endpoint, mode and rate. Agent i listens on ``hosts[i % len(hosts)]`` at
+    ``base_port + i``."""
+    b = load_bundle(bundle_dir)
+    if not hosts:
+        raise BundleError("--hosts needs at least one host")
+    if not 1 <= base_port <= 65535 - b.n_agents:
+        raise BundleError(f"--base-port must leave room for {b.n_agents} ports, got {base_port}")
+    root = bundle_path_on_robot or str(Path(bundle_dir).resolve())
+    sid = swarm_id or bundle_id(Path(bundle_dir) / MANIFEST)
+    addr = {i: f"tcp://{hosts[i % len(hosts)]}:{base_port + i}" for i in range(b.n_agents)}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(b.n_agents):
+        prof = {
+            "agent_dir": f"{root}/{b.manifest['agents'][i]['dir']}",
+            "manifest": f"{root}/{MANIFEST}",
+            "world": world,
+            "bind": f"tcp://*:{base_port + i}",
+            "peers": {str(j): a for j, a in addr.items() if j != i},
+            "mode": mode,
+            "hz": hz,
+            "swarm_id": sid,
+        }
+        p = out / f"agent_{i}.json"
+        p.write_text(json.dumps(prof, indent=2))
+        paths.append(p)
+    return paths
 
 
 def run_swarm(bundle_dir: Path, opts: SwarmOptions, progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:

@@ -241,3 +241,34 @@ def test_agent_process_stops_cleanly_on_sigterm(bundles, tmp_path):
     assert rc == 0, proc.stderr.read().decode()[-2000:]
     m = json.loads((tmp_path / "m.jsonl").read_text().splitlines()[-1])
     assert m["agent"] == 0 and m["stopped"] == "signal"
+
+
+def test_profiles_deploy_agents_started_elsewhere(bundles, cli, tmp_path):
+    """marl-swarm --write-profiles, then marl-agent --profile per robot and a world-only marl-swarm --no-spawn."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        world_port = s.getsockname()[1]
+    base = 20000 + world_port % 20000
+    p = cli("swarm", str(bundles["knn3"]), "--write-profiles", str(tmp_path / "prof"), "--world-bind", f"tcp://127.0.0.1:{world_port}",
+            "--hosts", "127.0.0.1", "--base-port", str(base), check=True, timeout=60)
+    assert "profiles 6 written" in p.stdout
+    prof = json.loads((tmp_path / "prof" / "agent_3.json").read_text())
+    assert prof["bind"] == f"tcp://*:{base + 3}" and prof["peers"]["0"] == f"tcp://127.0.0.1:{base}" and "3" not in prof["peers"]
+    agents = [subprocess.Popen([sys.executable, "-m", "marl_edge.cli.agent", "--profile", str(tmp_path / "prof" / f"agent_{i}.json")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for i in range(6)]
+    try:
+        res = run_swarm(bundles["knn3"], SwarmOptions(episodes=4, seed=1, transport="tcp", spawn=False, world_bind=f"tcp://127.0.0.1:{world_port}",
+                                                      swarm_id=prof["swarm_id"], start_timeout_s=60))
+        for a in agents:
+            assert a.wait(timeout=20) == 0
+    finally:
+        for a in agents:
+            if a.poll() is None:
+                a.kill()
+                a.wait()
+    assert res["returns"] == evaluate_bundle(bundles["knn3"], episodes=4, seed=1)["returns"]
+    assert res["msgs_per_step"] == 18 and res["invalid_frames"] == 0
