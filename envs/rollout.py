@@ -45,12 +45,17 @@ class Episode:
     data: dict[str, np.ndarray] | None = None  # padded arrays (see train.buffer) when recording
 
 
-def episode_layout(spec: EnvSpec, k_max: int = 0) -> dict[str, tuple[tuple[int, ...], type]]:
+def episode_layout(
+    spec: EnvSpec, k_max: int = 0, extras: dict[str, tuple[tuple[int, ...], type]] | None = None
+) -> dict[str, tuple[tuple[int, ...], type]]:
     """Shapes and dtypes of one padded episode (T = episode limit); with
-    ``k_max > 0`` also each step's inbox routing (``inbox_idx`` as int16)."""
+    ``k_max > 0`` also each step's inbox routing (``inbox_idx`` as int16);
+    ``extras`` are per-step values a policy records (``name: (shape, dtype)``,
+    stored as ``[T, *shape]``, e.g. the behaviour log-probs of actor-critics)."""
     T, n = spec.episode_limit, spec.n_agents
     A = spec.n_actions or 1
     comm = {"inbox_idx": ((T + 1, n, k_max), np.int16), "inbox_mask": ((T + 1, n, k_max), bool)} if k_max else {}
+    comm |= {name: ((T, *shape), dt) for name, (shape, dt) in (extras or {}).items()}
     return comm | {
         "obs": ((T + 1, n, spec.obs_dim), np.float32),
         "state": ((T + 1, spec.state_dim), np.float32),
@@ -95,7 +100,8 @@ class Rollout:
         self.env_steps = 0
         self.msgs_sent = 0  # messages routed (emitted x hearers), summed over active slot-steps
         if record:
-            self.stage = {name: np.zeros((B, *shape), dtype=dt) for name, (shape, dt) in episode_layout(self.spec, k).items()}
+            self.extras = dict(getattr(policy, "extra_fields", {}) or {})
+            self.stage = {name: np.zeros((B, *shape), dtype=dt) for name, (shape, dt) in episode_layout(self.spec, k, self.extras).items()}
         seeds = np.asarray(next_seeds(B), dtype=np.int64)
         if len(seeds) == 0:
             raise ValueError("no episodes to run")
@@ -158,6 +164,8 @@ class Rollout:
             st = self.stage
             t = t_before[idx]
             st["actions"][idx, t] = np.asarray(actions)[idx]
+            for name in self.extras:  # what the policy recorded about this step (e.g. log-probs)
+                st[name][idx, t] = self.policy.step_extras[name][idx]
             st["reward"][idx, t] = ts.reward[idx]
             st["terminated"][idx, t] = ts.terminated[idx]
             st["filled"][idx, t] = True

@@ -42,6 +42,7 @@ def io_specs(policy: AgentPolicy, obs_dim: int, n_actions: int, hidden_dim: int)
         "hidden_out": ([None, hidden_dim], "float32"),
         "msg_out": ([None, policy.msg_dim], "float32"),
         "q": ([None, n_actions], "float32"),
+        "logits": ([None, n_actions], "float32"),
     }
     ins = [{"name": k, "shape": shapes_in[k][0], "dtype": shapes_in[k][1]} for k in policy.input_names]
     outs = [{"name": k, "shape": shapes_out[k][0], "dtype": shapes_out[k][1]} for k in policy.output_names]

@@ -27,11 +27,11 @@ def empty_episodes(spec: EnvSpec, count: int, k_max: int = 0) -> dict[str, np.nd
 class EpisodeBuffer:
     """A ring buffer of ``capacity`` whole episodes."""
 
-    def __init__(self, spec: EnvSpec, capacity: int, k_max: int = 0) -> None:
+    def __init__(self, spec: EnvSpec, capacity: int, k_max: int = 0, extras: dict | None = None) -> None:
         if capacity < 1:
             raise ValueError("buffer capacity must be >= 1 episode")
         self.spec, self.capacity = spec, int(capacity)
-        self.data = empty_episodes(spec, self.capacity, k_max)
+        self.data = {k: np.zeros((self.capacity, *shape), dtype=dt) for k, (shape, dt) in episode_layout(spec, k_max, extras).items()}
         self.fields = tuple(self.data)
         self.size = 0
         self.pos = 0
@@ -48,9 +48,18 @@ class EpisodeBuffer:
         self.pos = int((self.pos + k) % self.capacity)
         self.size = int(min(self.size + k, self.capacity))
 
+    def clear(self) -> None:
+        self.size = self.pos = 0
+
+    def all(self) -> dict[str, np.ndarray]:
+        """Every stored episode (oldest first when not wrapped), trimmed like ``sample``."""
+        return self._take(np.arange(self.size))
+
     def sample(self, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """``batch`` episodes uniformly, trimmed to the longest one sampled."""
-        idx = rng.integers(0, self.size, size=batch)
+        return self._take(rng.integers(0, self.size, size=batch))
+
+    def _take(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         filled = self.data["filled"][idx]
         T = int(filled.any(axis=0).nonzero()[0].max()) + 1 if filled.any() else 1
         out = {}

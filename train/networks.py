@@ -64,8 +64,12 @@ class RNNAgent(nn.Module):
         shared: bool = True,
         comm: CommConfig | None = None,
         k_max: int = 0,
+        head: str = "q",
     ) -> None:
         super().__init__()
+        if head not in ("q", "logits"):
+            raise ValueError(f"head must be q or logits, got {head!r}")
+        self.head = head  # what the output is called in the exported graph
         self.obs_dim, self.n_actions, self.n_agents = obs_dim, n_actions, n_agents
         self.communicates = comm is not None and comm.communicates
         if self.communicates and k_max < 1:
@@ -208,6 +212,7 @@ class AgentPolicy(nn.Module):
         self.core = net.cores[0 if net.shared else agent]
         self.takes_prev_action = net.last_action
         self.communicates = net.communicates
+        self.head = net.head
         self.k_max, self.msg_dim = net.k_max, net.msg_dim
         ident = torch.zeros(net.n_agents if net.agent_id else 0)
         if net.agent_id:
@@ -222,7 +227,7 @@ class AgentPolicy(nn.Module):
 
     @property
     def output_names(self) -> list[str]:
-        return ["action", "hidden_out"] + (["msg_out"] if self.communicates else []) + ["q"]
+        return ["action", "hidden_out"] + (["msg_out"] if self.communicates else []) + [self.head]
 
     def forward(self, obs: torch.Tensor, avail_actions: torch.Tensor, hidden: torch.Tensor, *extra: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
         extra_l = list(extra)

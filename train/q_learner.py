@@ -91,10 +91,19 @@ class TorchTeamPolicy:
     """
 
     def __init__(
-        self, net: RNNAgent, n_envs: int, rng: np.random.Generator, msg_loss: float = 0.0, loss_rng: np.random.Generator | None = None
+        self,
+        net: RNNAgent,
+        n_envs: int,
+        rng: np.random.Generator,
+        msg_loss: float = 0.0,
+        loss_rng: np.random.Generator | None = None,
+        sample: bool = False,
     ) -> None:
         self.net, self.rng = net, rng
         self.epsilon = 0.0
+        self.sample = sample  # actor-critic: draw from softmax(logits) over available actions, record log-probs
+        self.extra_fields = {"logp": ((net.n_agents,), np.float32)} if sample else {}
+        self.step_extras: dict[str, np.ndarray] = {}
         self.msg_loss = msg_loss
         self.loss_rng = loss_rng or rng
         self.hidden = net.init_hidden(n_envs)
@@ -122,7 +131,11 @@ class TorchTeamPolicy:
         else:
             q, self.hidden, _ = self.net(obs, self.hidden, last)
         self.q = q
-        actions = masked_greedy(q, avail).numpy()
+        if self.sample:
+            actions, logp = sample_actions(q, avail, self.rng)
+            self.step_extras = {"logp": logp}
+        else:
+            actions = masked_greedy(q, avail).numpy()
         if self.epsilon > 0:
             B, n, A = ts.avail_actions.shape
             explore = self.rng.random((B, n)) < self.epsilon
@@ -133,6 +146,19 @@ class TorchTeamPolicy:
         if self.net.last_action:
             self.last = torch.nn.functional.one_hot(torch.from_numpy(actions), self.net.n_actions).float()
         return actions
+
+
+def sample_actions(logits: torch.Tensor, avail: torch.Tensor, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Draw from softmax(logits) over the available actions with ``rng`` (inverse CDF:
+    one uniform per agent, so a seed fixes the draw); returns actions and their log-probs."""
+    logp_all = torch.log_softmax(torch.where(avail.bool(), logits, torch.full_like(logits, NEG_INF)), dim=-1)
+    p = logp_all.exp().double().numpy()
+    cdf = np.cumsum(p, axis=-1)
+    u = rng.random(p.shape[:-1])[..., None] * cdf[..., -1:]
+    actions = np.minimum((cdf < u).sum(-1), p.shape[-1] - 1)
+    actions = np.where(np.take_along_axis(avail.numpy(), actions[..., None], -1)[..., 0], actions, logits.argmax(-1).numpy())
+    logp = np.take_along_axis(logp_all.numpy(), actions[..., None], -1)[..., 0].astype(np.float32)
+    return actions.astype(np.int64), logp
 
 
 def lambda_returns(

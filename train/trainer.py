@@ -56,12 +56,17 @@ METRIC_FIELDS = [
     "td_abs",
     "q_taken",
     "grad_norm",
+    "entropy",
+    "clip_frac",
     "msgs_per_step",
     "msg_floats_per_step",
     "wall_s",
     "steps_per_s",
 ]
 NONDETERMINISTIC = {"wall_s", "steps_per_s"}
+# what a learner's update may report (Q-learners: the first four; actor-critics: td_abs is
+# the value error |return - V|, q_taken the mean V, plus entropy and clip_frac)
+LEARNER_METRICS = ("loss", "td_abs", "q_taken", "grad_norm", "entropy", "clip_frac")
 
 
 class RunError(RuntimeError):
@@ -262,7 +267,7 @@ def train(
     root = run_dir / "checkpoints"
 
     env_steps = episodes = 0
-    acc: dict[str, list[float]] = {"ret": [], "len": [], "loss": [], "td_abs": [], "q_taken": [], "grad_norm": [], "msg": [0, 0]}
+    acc: dict[str, list[float]] = {k: [] for k in ("ret", "len", *LEARNER_METRICS)} | {"msg": [0, 0]}
     wall_before = 0.0
     resume_step = None
     if resume:
@@ -279,6 +284,8 @@ def train(
             env_steps, episodes = int(state["env_steps"]), int(state["episodes"])
             acc = state["acc"]
             acc.setdefault("msg", [0, 0])
+            for k in LEARNER_METRICS:
+                acc.setdefault(k, [])
             wall_before = float(state["wall_s"])
             resume_step = env_steps
         _note_session(run_dir, resume_step)
@@ -329,8 +336,9 @@ def train(
                     acc["len"].append(e.length)
                 batch = {k: np.stack([e.data[k] for e in finished]) for k in finished[0].data}
                 for m in learner.observe(batch):
-                    for k in ("loss", "td_abs", "q_taken", "grad_norm"):
-                        acc[k].append(m[k])
+                    for k in LEARNER_METRICS:
+                        if m.get(k) is not None:
+                            acc[k].append(m[k])
             if env_steps >= next_log or env_steps >= total:
                 wall = wall_before + time.perf_counter() - t0
                 msgs_per_step = acc["msg"][0] / acc["msg"][1] if topology is not None and acc["msg"][1] else None
@@ -347,6 +355,8 @@ def train(
                     "td_abs": _mean(acc["td_abs"]),
                     "q_taken": _mean(acc["q_taken"]),
                     "grad_norm": _mean(acc["grad_norm"]),
+                    "entropy": _mean(acc["entropy"]),
+                    "clip_frac": _mean(acc["clip_frac"]),
                     "msgs_per_step": msgs_per_step,
                     "msg_floats_per_step": None if msgs_per_step is None else msgs_per_step * cfg.msg_dim,
                     "wall_s": wall,

@@ -1,0 +1,305 @@
+"""MAPPO and IPPO: one clipped-surrogate learner, two critics.
+
+The actor is the same recurrent agent network as the value learners' (shared
+parameters + agent id, optional messages), with a logits head: it samples
+from softmax(logits) over the available actions while training and records
+the behaviour log-probs; the exported graph acts greedily (masked argmax).
+
+    MAPPO  critic V(s, id): an MLP on the global state plus the agent's id
+           (centralised: training only, never exported)
+    IPPO   critic V(o_1..o_t): a recurrent network on the agent's own
+           observations (decentralised), so the two compare on one task
+
+Each update takes the last ``batch_episodes`` finished episodes: GAE(lambda)
+advantages from the critic (a time-limit end bootstraps from the last
+observation, a terminal one does not), normalised; ``epochs`` passes over
+``minibatches`` episode minibatches of the clipped surrogate, an entropy
+bonus annealed linearly from ``ent_start`` to ``ent_end`` over the run, and
+the critic's MSE against normalised returns (running mean/std value
+normalisation, as in MAPPO). One Adam, two parameter groups (actor, critic).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..envs import EnvSpec
+from ..envs.topology import Topology
+from .buffer import EpisodeBuffer
+from .comm import CommConfig, drop_messages
+from .config import ConfigError
+from .networks import NEG_INF, RNNAgent
+from .q_learner import TorchTeamPolicy
+
+
+@dataclass
+class PPOConfig(CommConfig):
+    """Settings shared by MAPPO and IPPO (defaults after Yu et al. 2022's MAPPO)."""
+
+    hidden_dim: int = 64
+    agent_id: bool = True
+    shared: bool = True
+    last_action: bool = False
+    critic_hidden: int = 128
+    lr: float = 5e-4  # actor
+    critic_lr: float = 5e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip: float = 0.2
+    epochs: int = 5
+    minibatches: int = 2  # episode minibatches per epoch
+    batch_episodes: int = 0  # finished episodes per update; 0: max(16, 2 * n_envs)
+    ent_start: float = 0.01
+    ent_end: float = 0.001
+    value_coef: float = 1.0
+    value_norm: bool = True
+    grad_clip: float = 10.0
+
+    def validate(self) -> None:
+        self.validate_comm()
+        for k in ("hidden_dim", "critic_hidden", "epochs", "minibatches"):
+            if getattr(self, k) < 1:
+                raise ConfigError(f"{k} must be >= 1, got {getattr(self, k)}")
+        if self.batch_episodes < 0:
+            raise ConfigError(f"batch_episodes must be >= 0, got {self.batch_episodes}")
+        for k in ("gamma", "gae_lambda"):
+            if not 0.0 <= getattr(self, k) <= 1.0:
+                raise ConfigError(f"{k} must be in [0, 1], got {getattr(self, k)}")
+        if not 0.0 < self.clip < 1.0:
+            raise ConfigError(f"clip must be in (0, 1), got {self.clip}")
+        if self.lr <= 0 or self.critic_lr <= 0:
+            raise ConfigError("lr and critic_lr must be > 0")
+        if self.ent_start < 0 or self.ent_end < 0:
+            raise ConfigError("ent_start and ent_end must be >= 0")
+
+
+@dataclass
+class MAPPOConfig(PPOConfig):
+    """MAPPO: shared recurrent actor, centralised critic V(s, agent id)."""
+
+
+@dataclass
+class IPPOConfig(PPOConfig):
+    """IPPO: shared recurrent actor, a local recurrent critic per agent."""
+
+
+class ValueNorm(nn.Module):
+    """Running mean/variance of the value targets (kept in the checkpoint)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(()))
+        self.register_buffer("var", torch.ones(()))
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+
+    def update(self, x: torch.Tensor) -> None:
+        n = x.numel()
+        if n == 0:
+            return
+        m, v = x.mean().double(), x.var(unbiased=False).double()
+        c = self.count
+        tot = c + n
+        delta = m - self.mean.double()
+        mean = self.mean.double() + delta * n / tot
+        var = (self.var.double() * c + v * n + delta**2 * c * n / tot) / tot
+        self.mean.copy_(mean.float())
+        self.var.copy_(var.clamp(min=1e-8).float())
+        self.count.copy_(tot)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.var.sqrt()
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.var.sqrt() + self.mean
+
+
+class StateCritic(nn.Module):
+    """V(s, id): the centralised critic of MAPPO."""
+
+    def __init__(self, state_dim: int, n_agents: int, hidden: int) -> None:
+        super().__init__()
+        self.n = n_agents
+        self.net = nn.Sequential(nn.Linear(state_dim + n_agents, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.register_buffer("ids", torch.eye(n_agents), persistent=False)
+
+    def forward(self, state: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        """state [B, T, s] -> V [B, T, n]."""
+        B, T = state.shape[:2]
+        x = torch.cat([state.unsqueeze(2).expand(B, T, self.n, -1), self.ids.expand(B, T, -1, -1)], dim=-1)
+        return self.net(x).squeeze(-1)
+
+
+class LocalCritic(nn.Module):
+    """V(o_1..o_t): IPPO's recurrent critic on each agent's own observations."""
+
+    def __init__(self, obs_dim: int, n_agents: int, hidden: int, shared: bool) -> None:
+        super().__init__()
+        self.rnn = RNNAgent(obs_dim, 1, n_agents, hidden, agent_id=True, shared=shared)
+
+    def forward(self, state: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        return self.rnn.unroll(obs).squeeze(-1)
+
+
+def gae(reward: torch.Tensor, value: torch.Tensor, terminated: torch.Tensor, filled: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
+    """GAE(lambda) advantages. reward, terminated, filled: [B, T, n] (filled and
+    terminated broadcast over agents); value: [B, T+1, n], where value[:, t+1]
+    is V of the observation after step t (at a padded step it is ignored).
+    A terminal step does not bootstrap; the last filled step of a time-limit
+    end bootstraps from V of its last observation."""
+    B, T = reward.shape[:2]
+    adv = torch.zeros_like(reward)
+    last = torch.zeros_like(reward[:, 0])
+    for t in range(T - 1, -1, -1):
+        not_term = 1.0 - terminated[:, t]
+        delta = reward[:, t] + gamma * not_term * value[:, t + 1] - value[:, t]
+        cont = filled[:, t + 1] if t + 1 < T else torch.zeros_like(filled[:, t])  # is step t+1 real?
+        last = delta + gamma * lam * not_term * cont * last
+        adv[:, t] = last * filled[:, t]
+    return adv
+
+
+class PPOLearner:
+    def __init__(self, spec: EnvSpec, cfg: PPOConfig, critic: str, n_envs: int, seed: int, total_steps: int, topology: Topology | None = None) -> None:
+        if not spec.discrete:
+            raise ConfigError(f"{'mappo' if critic == 'state' else 'ippo'} here needs discrete actions; env {spec.name!r} has a continuous box")
+        self.spec, self.cfg, self.total_steps = spec, cfg, total_steps
+        self.topology = topology if topology is not None or not cfg.communicates else cfg.build_topology(spec)
+        k_max = self.topology.k_max if self.topology is not None else 0
+        self.net = RNNAgent(spec.obs_dim, spec.n_actions, spec.n_agents, cfg.hidden_dim, cfg.agent_id, cfg.last_action, cfg.shared, cfg, k_max, head="logits")
+        if critic == "state":
+            self.critic: nn.Module = StateCritic(spec.state_dim, spec.n_agents, cfg.critic_hidden)
+        else:
+            self.critic = LocalCritic(spec.obs_dim, spec.n_agents, cfg.critic_hidden, cfg.shared)
+        self.value_norm = ValueNorm()
+        self.optim = torch.optim.Adam(
+            [{"params": list(self.net.parameters()), "lr": cfg.lr}, {"params": list(self.critic.parameters()), "lr": cfg.critic_lr}]
+        )
+        self.batch_episodes = cfg.batch_episodes or max(16, 2 * n_envs)
+        self.buffer = EpisodeBuffer(spec, self.batch_episodes, k_max, extras={"logp": ((spec.n_agents,), np.float32)})
+        self.sample_rng = np.random.default_rng([seed, 1])
+        self.explore_rng = np.random.default_rng([seed, 2])
+        self.policy = TorchTeamPolicy(self.net, n_envs, self.explore_rng, msg_loss=cfg.msg_dropout, sample=True)
+        self.updates = 0
+        self.env_steps = 0
+
+    # ---- the trainer's interface ----------------------------------------------------------
+    def behaviour_policy(self, env_steps: int) -> TorchTeamPolicy:
+        self.env_steps = env_steps
+        return self.policy
+
+    def epsilon(self, env_steps: int) -> None:
+        return None
+
+    def acting_network(self) -> RNNAgent:
+        return self.net
+
+    def ent_coef(self) -> float:
+        frac = min(1.0, self.env_steps / max(1, self.total_steps))
+        return self.cfg.ent_start + frac * (self.cfg.ent_end - self.cfg.ent_start)
+
+    def observe(self, episodes: dict[str, np.ndarray]) -> list[dict[str, float]]:
+        out = []
+        k = len(episodes["filled"])
+        for i in range(k):  # one at a time so an update happens exactly at batch_episodes
+            self.buffer.add({name: v[i : i + 1] for name, v in episodes.items()})
+            if len(self.buffer) >= self.batch_episodes:
+                out.append(self.update(self.buffer.all()))
+                self.buffer.clear()
+        return out
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"agent": self.net, "critic": self.critic, "value_norm": self.value_norm}
+
+    def counters(self) -> dict:
+        return {
+            "updates": self.updates,
+            "sample_rng": self.sample_rng.bit_generator.state,
+            "explore_rng": self.explore_rng.bit_generator.state,
+        }
+
+    def load_counters(self, d: dict) -> None:
+        self.updates = int(d["updates"])
+        self.sample_rng.bit_generator.state = d["sample_rng"]
+        self.explore_rng.bit_generator.state = d["explore_rng"]
+
+    # ---- learning ---------------------------------------------------------------------------------
+    def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
+        c = self.cfg
+        obs = torch.from_numpy(batch["obs"])  # [E, T+1, n, o]
+        state = torch.from_numpy(batch["state"])
+        avail = torch.from_numpy(batch["avail"])
+        actions = torch.from_numpy(batch["actions"])  # [E, T, n]
+        reward = torch.from_numpy(batch["reward"])
+        n = self.spec.n_agents
+        terminated = torch.from_numpy(batch["terminated"]).float().unsqueeze(-1).expand(-1, -1, n)
+        filled = torch.from_numpy(batch["filled"]).float().unsqueeze(-1).expand(-1, -1, n)
+        logp_old = torch.from_numpy(batch["logp"])
+        E, T = actions.shape[:2]
+        inbox = None
+        if self.net.communicates:
+            inbox = (torch.from_numpy(batch["inbox_idx"].astype(np.int64)), torch.from_numpy(batch["inbox_mask"]))
+
+        with torch.no_grad():
+            v_norm = self.critic(state, obs)  # [E, T+1, n]
+            v = self.value_norm.denormalize(v_norm) if c.value_norm else v_norm
+            adv = gae(reward, v, terminated, filled, c.gamma, c.gae_lambda)
+            returns = adv + v[:, :T]
+            mask = filled
+            if c.value_norm:
+                self.value_norm.update(returns[mask.bool()])
+            target = self.value_norm.normalize(returns) if c.value_norm else returns
+            m = mask.bool()
+            adv = (adv - adv[m].mean()) / (adv[m].std() + 1e-8) * mask
+
+        stats = {"loss": [], "entropy": [], "clip_frac": [], "grad_norm": []}
+        order = np.arange(E)
+        for _ in range(c.epochs):
+            self.sample_rng.shuffle(order)
+            for mb in np.array_split(order, min(c.minibatches, E)):
+                idx = torch.from_numpy(mb)
+                mb_inbox = None
+                if inbox is not None:
+                    mb_inbox = (inbox[0][idx], drop_messages(inbox[1][idx], c.msg_dropout, self.sample_rng))
+                prev = None
+                if self.net.last_action:
+                    onehot = F.one_hot(actions[idx], self.spec.n_actions).float()
+                    prev = torch.cat([torch.zeros_like(onehot[:, :1]), onehot], dim=1)
+                logits = self.net.unroll(obs[idx], prev, *(mb_inbox or (None, None)))[:, :T]
+                logits = torch.where(avail[idx, :T], logits, torch.full_like(logits, NEG_INF))
+                logp_all = torch.log_softmax(logits, dim=-1)
+                logp = logp_all.gather(-1, actions[idx].unsqueeze(-1)).squeeze(-1)
+                probs = logp_all.exp()
+                entropy = -(probs * torch.where(avail[idx, :T], logp_all, torch.zeros_like(logp_all))).sum(-1)
+                mk = mask[idx]
+                denom = mk.sum().clamp(min=1.0)
+                ratio = torch.exp(logp - logp_old[idx])
+                a = adv[idx]
+                surr = torch.min(ratio * a, torch.clamp(ratio, 1 - c.clip, 1 + c.clip) * a)
+                policy_loss = -(surr * mk).sum() / denom
+                ent = (entropy * mk).sum() / denom
+                v_pred = self.critic(state[idx], obs[idx])[:, :T]
+                value_loss = (((v_pred - target[idx]) ** 2) * mk).sum() / denom
+                loss = policy_loss - self.ent_coef() * ent + c.value_coef * value_loss
+                self.optim.zero_grad(set_to_none=True)
+                loss.backward()
+                gn = torch.nn.utils.clip_grad_norm_(list(self.net.parameters()) + list(self.critic.parameters()), c.grad_clip)
+                self.optim.step()
+                stats["loss"].append(float(loss.detach()))
+                stats["entropy"].append(float(ent.detach()))
+                stats["clip_frac"].append(float((((ratio - 1).abs() > c.clip).float() * mk).sum() / denom))
+                stats["grad_norm"].append(float(gn))
+        self.updates += 1
+        m = mask.bool()
+        return {
+            "loss": float(np.mean(stats["loss"])),
+            "entropy": float(np.mean(stats["entropy"])),
+            "clip_frac": float(np.mean(stats["clip_frac"])),
+            "grad_norm": float(np.mean(stats["grad_norm"])),
+            "td_abs": float((returns - v[:, :T])[m].abs().mean()),
+            "q_taken": float(v[:, :T][m].mean()),
+        }
