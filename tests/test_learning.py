@@ -102,3 +102,21 @@ def test_scout_talking_beats_the_silent_ceiling(comm, cli, tmp_path):
         assert s["eval_return"] <= SCOUT_SILENT + 0.2, s["eval_return"]  # 0.2 = 3.6 standard errors
     else:
         assert s["eval_return"] >= (2.9 if comm == "knn" else 3.2), s["eval_return"]
+
+
+# ---- actor-critic -------------------------------------------------------------------------------
+
+
+def test_mappo_rendezvous_succeeds(cli, tmp_path):
+    """MAPPO on the registry's rendezvous budget (100k steps): measured 100 % greedy success, seed 0."""
+    s = train_json(cli, tmp_path, "--env", "rendezvous", "--algo", "mappo", "--seed", "0", "--eval-episodes", "64")
+    success = np.mean(np.array(s["eval_returns"]) >= 10.0)
+    print(f"rendezvous MAPPO success {success:.2f}")
+    assert success >= 0.9, s["eval_returns"]
+
+
+def test_ippo_scout_learns_to_talk(cli, tmp_path):
+    """IPPO (local critics) with mean messages: measured 3.41 of 3.44 after 40k steps (silent ceiling 1.75)."""
+    s = train_json(cli, tmp_path, "--env", "scout", "--algo", "ippo", "--set", "comm=mean", "--eval-episodes", "200")
+    print(f"scout IPPO + mean: {s['eval_return']:.3f}")
+    assert s["eval_return"] >= 3.2, s["eval_return"]

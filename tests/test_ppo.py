@@ -1,0 +1,125 @@
+"""MAPPO / IPPO pieces that are easy to get wrong, and the path to a bundle."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from marl_edge.envs import make
+from marl_edge.envs.rollout import Rollout
+from marl_edge.train.ppo import MAPPOConfig, PPOLearner, ValueNorm, gae
+from marl_edge.train.q_learner import sample_actions
+
+
+def test_gae_matches_a_hand_computed_case():
+    g, lam = 0.9, 0.5
+    # one agent, 3 real steps then padding; time-limit end (not terminated): bootstrap from V(s3)
+    r = torch.tensor([[1.0, 0.0, 2.0, 0.0]]).unsqueeze(-1)
+    v = torch.tensor([[0.5, 1.0, 1.5, 2.0, 9.0]]).unsqueeze(-1)
+    term = torch.zeros(1, 4, 1)
+    filled = torch.tensor([[1.0, 1.0, 1.0, 0.0]]).unsqueeze(-1)
+    d2 = 2.0 + g * 2.0 - 1.5
+    d1 = 0.0 + g * 1.5 - 1.0
+    d0 = 1.0 + g * 1.0 - 0.5
+    a2 = d2
+    a1 = d1 + g * lam * a2
+    a0 = d0 + g * lam * a1
+    got = gae(r, v, term, filled, g, lam)[0, :, 0]
+    torch.testing.assert_close(got, torch.tensor([a0, a1, a2, 0.0]))
+    # the same episode ending by termination at step 2: no bootstrap
+    term[0, 2] = 1.0
+    got = gae(r, v, term, filled, g, lam)[0, :, 0]
+    d2 = 2.0 - 1.5
+    torch.testing.assert_close(got[2], torch.tensor(d2))
+    torch.testing.assert_close(got[1], torch.tensor(d1 + g * lam * d2))
+
+
+def test_ppo_clipping_stops_the_gradient_outside_the_trust_region():
+    """The clipped surrogate: no gradient once the ratio left [1-eps, 1+eps] in the advantage's direction."""
+    eps = 0.2
+    for ratio0, adv, moves in [(1.5, 1.0, False), (1.1, 1.0, True), (0.5, -1.0, False), (0.9, -1.0, True), (0.5, 1.0, True)]:
+        logr = torch.tensor(np.log(ratio0), requires_grad=True)
+        ratio = logr.exp()
+        surr = torch.min(ratio * adv, torch.clamp(ratio, 1 - eps, 1 + eps) * adv)
+        (-surr).backward()
+        assert (abs(float(logr.grad)) > 0) == moves, (ratio0, adv)
+
+
+def test_value_norm_tracks_mean_and_variance():
+    vn = ValueNorm()
+    rng = np.random.default_rng(0)
+    xs = [torch.from_numpy(rng.normal(5.0, 3.0, 500).astype(np.float32)) for _ in range(6)]
+    for x in xs:
+        vn.update(x)
+    allx = torch.cat(xs)
+    assert abs(float(vn.mean) - float(allx.mean())) < 1e-3 and abs(float(vn.var) - float(allx.var(unbiased=False))) < 1e-2
+    torch.testing.assert_close(vn.denormalize(vn.normalize(allx)), allx, rtol=1e-5, atol=1e-4)
+
+
+def test_sampling_respects_availability_and_reports_log_probs():
+    logits = torch.tensor([[[0.0, 5.0, 1.0], [2.0, 2.0, 2.0]]])
+    avail = torch.tensor([[[True, False, True], [True, True, True]]])
+    rng = np.random.default_rng(0)
+    counts = np.zeros((2, 3))
+    for _ in range(3000):
+        a, lp = sample_actions(logits, avail, rng)
+        counts[0, a[0, 0]] += 1
+        counts[1, a[0, 1]] += 1
+        assert a[0, 0] != 1
+    p0 = np.exp([0.0, 1.0]) / np.exp([0.0, 1.0]).sum()
+    assert abs(counts[0, 2] / 3000 - p0[1]) < 0.03 and abs(counts[1] / 3000 - 1 / 3).max() < 0.03
+    a, lp = sample_actions(logits, avail, np.random.default_rng(1))
+    want = torch.log_softmax(torch.where(avail, logits, torch.full_like(logits, -1e10)), -1)[0, range(2), a[0]]
+    np.testing.assert_allclose(lp[0], want.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("critic", ["state", "local"])
+def test_one_update_moves_actor_and_critic_and_records_behaviour_log_probs(critic):
+    torch.manual_seed(0)
+    env = make("scout", n_envs=4)
+    cfg = MAPPOConfig(comm="mean", batch_episodes=4, epochs=2, minibatches=2)
+    learner = PPOLearner(env.spec, cfg, critic, n_envs=4, seed=0, total_steps=1000)
+    seeds = iter(range(1000))
+    ro = Rollout(env, learner.behaviour_policy(0), lambda k: np.array([next(seeds) for _ in range(k)]), record=True, topology=learner.topology)
+    eps = []
+    while len(eps) < 4:
+        eps += ro.step()
+    batch = {k: np.stack([e.data[k] for e in eps]) for k in eps[0].data}
+    assert batch["logp"].shape == (4, 4, 4) and (batch["logp"] < 0).all() and (batch["logp"] > -np.log(4) * 10).all()
+    before = [p.detach().clone() for p in list(learner.net.parameters()) + list(learner.critic.parameters())]
+    out = learner.observe(batch)
+    assert len(out) == 1 and learner.updates == 1 and len(learner.buffer) == 0
+    after = list(learner.net.parameters()) + list(learner.critic.parameters())
+    assert all(not torch.equal(a, b) for a, b in zip(before, after) if a.numel() > 1)
+    assert 0.0 < out[0]["entropy"] <= np.log(4) + 1e-5
+
+
+def test_mappo_cli_export_and_swarm_round_trip(cli, tmp_path):
+    """The actor exports (logits head, critic left out) and runs as a swarm with the same returns."""
+    run, bundle = tmp_path / "run", tmp_path / "bundle"
+    cli("train", "--env", "scout", "--algo", "mappo", "--steps", "1200", "--set", "comm=attention", "--set", "topology=knn:2",
+        "--out", str(run), "--eval-episodes", "4", "--quiet", check=True)
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["algo"]["gae_lambda"] == 0.95 and cfg["run"]["algo"] == "mappo"
+    p = cli("export", str(run), "--out", str(bundle), "--json", check=True)
+    res = json.loads(p.stdout.strip().splitlines()[-1])
+    assert res["parity"]["action_agreement"] == 1.0
+    m = json.loads((bundle / "swarm.json").read_text())
+    assert [o["name"] for o in m["outputs"]] == ["action", "hidden_out", "msg_out", "logits"] and m["algo"] == "mappo"
+    ev = json.loads(cli("evaluate", str(bundle), "--episodes", "6", "--seed", "3", "--json", check=True).stdout.strip().splitlines()[-1])
+    sw = json.loads(cli("swarm", str(bundle), "--episodes", "6", "--seed", "3", "--json", "--quiet", check=True).stdout.strip().splitlines()[-1])
+    assert sw["returns"] == ev["returns"]
+    rows = (run / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    parsed = [dict(zip(header, r.split(","))) for r in rows[1:]]
+    assert any(r["entropy"] and r["clip_frac"] for r in parsed) and all(r["epsilon"] == "" for r in parsed)
+
+
+def test_ppo_config_errors(cli, tmp_path):
+    p = cli("train", "--algo", "ippo", "--set", "clip=1.5", "--out", str(tmp_path / "r"))
+    assert p.returncode == 2 and "clip must be in (0, 1)" in p.stderr
+    p = cli("train", "--algo", "mappo", "--env", "spread", "--set", "env.continuous=true", "--out", str(tmp_path / "r2"))
+    assert p.returncode == 2 and "needs discrete actions" in p.stderr
