@@ -50,3 +50,7 @@ from .ppo import IPPOConfig, MAPPOConfig, PPOLearner  # noqa: E402  (after the v
 
 register_algo("mappo", MAPPOConfig, lambda spec, cfg, **kw: PPOLearner(spec, cfg, "state", **kw), "MAPPO: recurrent actor, centralised critic V(s)")
 register_algo("ippo", IPPOConfig, lambda spec, cfg, **kw: PPOLearner(spec, cfg, "local", **kw), "IPPO: recurrent actor, local recurrent critic per agent")
+
+from .coma import COMAConfig, COMALearner  # noqa: E402
+
+register_algo("coma", COMAConfig, lambda spec, cfg, **kw: COMALearner(spec, cfg, **kw), "COMA: counterfactual baseline from a critic giving every action's Q")
