@@ -1,5 +1,6 @@
 """Registers the built-in envs."""
 
+from .dilemma import DilemmaEnv
 from .matrix import MatrixGameEnv
 from .registry import register
 from .rendezvous import RendezvousEnv
@@ -28,4 +29,10 @@ register(
     ScoutEnv,
     "one agent sees the target, the others must be told (needs comm); silent ceiling 1.75, talking 3.44",
     train_steps=40_000,
+)
+register(
+    "dilemma",
+    DilemmaEnv,
+    "iterated prisoner's dilemma, per-agent rewards (mixed motive): mutual C pays 3 each per round, mutual D 1",
+    train_steps=50_000,
 )

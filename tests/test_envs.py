@@ -29,6 +29,7 @@ CASES = [
     ("spread", {"continuous": True}),
     ("spread", {"n_agents": 7}),
     ("scout", {}),
+    ("dilemma", {}),
     ("scout", {"n_agents": 6, "n_targets": 3, "episode_limit": 2}),
 ]
 IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items() if k != 'payoff') or 'default'}" for n, o in CASES]
@@ -576,3 +577,15 @@ def test_scout_silent_ceiling_is_what_a_silent_team_gets():
 def test_scout_bad_options(opts):
     with pytest.raises(EnvError, match="scout: "):
         make("scout", **opts)
+
+
+def test_dilemma_pays_each_agent_its_own_payoff():
+    env = make("dilemma", n_envs=4, episode_limit=2)
+    ts = env.reset(0)
+    assert not ts.obs[:, :, :4].any() and ts.obs[0, 0, 4] == 1 and ts.obs[0, 1, 5] == 1
+    ts = env.step(np.array([[0, 0], [0, 1], [1, 0], [1, 1]]))
+    assert ts.reward.tolist() == [[3, 3], [0, 5], [5, 0], [1, 1]]
+    assert ts.obs[:, 0, :4].argmax(1).tolist() == [0, 1, 2, 3] and (ts.obs[:, 0, :4] == ts.obs[:, 1, :4]).all()
+    assert not env.spec.shared_reward
+    ts = env.step(np.zeros((4, 2), dtype=np.int64))
+    assert ts.done.all() and ts.terminated.all()

@@ -67,9 +67,12 @@ class RNNAgent(nn.Module):
         head: str = "q",
     ) -> None:
         super().__init__()
-        if head not in ("q", "logits"):
-            raise ValueError(f"head must be q or logits, got {head!r}")
+        if head not in ("q", "logits", "action"):
+            raise ValueError(f"head must be q, logits or action, got {head!r}")
         self.head = head  # what the output is called in the exported graph
+        self.continuous = head == "action"  # deterministic continuous actor: tanh(output), no availability mask
+        if self.continuous and last_action:
+            raise ValueError("last_action one-hots need discrete actions")
         self.obs_dim, self.n_actions, self.n_agents = obs_dim, n_actions, n_agents
         self.communicates = comm is not None and comm.communicates
         if self.communicates and k_max < 1:

@@ -98,9 +98,13 @@ class TorchTeamPolicy:
         msg_loss: float = 0.0,
         loss_rng: np.random.Generator | None = None,
         sample: bool = False,
+        noise: float = 0.0,
+        action_scale: float = 1.0,
     ) -> None:
         self.net, self.rng = net, rng
         self.epsilon = 0.0
+        self.noise = noise  # continuous actors: Gaussian exploration noise (std, before clipping to the box)
+        self.action_scale = action_scale
         self.sample = sample  # actor-critic: draw from softmax(logits) over available actions, record log-probs
         self.extra_fields = {"logp": ((net.n_agents,), np.float32)} if sample else {}
         self.step_extras: dict[str, np.ndarray] = {}
@@ -131,6 +135,11 @@ class TorchTeamPolicy:
         else:
             q, self.hidden, _ = self.net(obs, self.hidden, last)
         self.q = q
+        if self.net.continuous:
+            a = torch.tanh(q).numpy() * self.action_scale
+            if self.noise > 0:
+                a = np.clip(a + self.rng.normal(0.0, self.noise, a.shape) * self.action_scale, -self.action_scale, self.action_scale)
+            return a.astype(np.float32)
         if self.sample:
             actions, logp = sample_actions(q, avail, self.rng)
             self.step_extras = {"logp": logp}

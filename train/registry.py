@@ -54,3 +54,8 @@ register_algo("ippo", IPPOConfig, lambda spec, cfg, **kw: PPOLearner(spec, cfg, 
 from .coma import COMAConfig, COMALearner  # noqa: E402
 
 register_algo("coma", COMAConfig, lambda spec, cfg, **kw: COMALearner(spec, cfg, **kw), "COMA: counterfactual baseline from a critic giving every action's Q")
+
+from .maddpg import MADDPGConfig, MADDPGLearner  # noqa: E402
+
+register_algo("maddpg", MADDPGConfig, lambda spec, cfg, **kw: MADDPGLearner(spec, cfg, **kw),
+              "MADDPG: deterministic actors (continuous, or Gumbel-softmax), a centralised critic Q_i(s, a) per agent")
