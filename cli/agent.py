@@ -81,9 +81,7 @@ def agent_cmd(agent_dir, manifest, world, bind, peers_file, profile, mode, hz, s
     m = _json.loads(manifest.read_text()) if manifest.is_file() else None
     if m is None:
         raise BundleError(f"{manifest} is missing: pass --manifest BUNDLE/swarm.json")
-    spec = m["env_spec"]
-    ex = P.Expect(sid, int(spec["n_agents"]), msg_dim=int(m.get("msg_dim") or 0), obs_dim=int(spec["obs_dim"]),
-                  n_actions=int(spec["n_actions"]), k_max=int(m.get("k_max") or 0) or None)
+    ex = P.Expect.for_bundle(m, sid)
     proc = AgentProcess(agent_dir, manifest, SimRobot(world, ex), sid, opts)
     res = proc.run()
     if as_json:

@@ -97,7 +97,7 @@ def _build(tmp: Path, net: Any, rs: Any, ck_step: int, run_dir: Path, quantize: 
            min_agreement: float, parity_steps: int, say: Callable[[str], None]) -> dict[str, Any]:
     spec = rs.env_spec
     n = spec.n_agents
-    ins, outs = io_specs(net.agent_policy(0), spec.obs_dim, spec.n_actions, net.hidden_dim)
+    ins, outs = io_specs(net.agent_policy(0), spec.obs_dim, spec.n_actions or spec.action_dim, net.hidden_dim)
     agent_params = [sum(p.numel() for p in net.cores[0 if net.shared else i].parameters()) for i in range(n)]
     id_floats = n if net.agent_id else 0
     agents, onnx_floats = [], []

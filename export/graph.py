@@ -28,7 +28,9 @@ class ExportError(RuntimeError):
 
 
 def io_specs(policy: AgentPolicy, obs_dim: int, n_actions: int, hidden_dim: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Names, shapes (``None`` = batch) and dtypes of the graph's inputs and outputs."""
+    """Names, shapes (``None`` = batch) and dtypes of the graph's inputs and outputs
+    (``n_actions`` is the action vector's size for a continuous actor)."""
+    continuous = "avail_actions" not in policy.input_names
     shapes_in = {
         "obs": ([None, obs_dim], "float32"),
         "avail_actions": ([None, n_actions], "bool"),
@@ -38,7 +40,7 @@ def io_specs(policy: AgentPolicy, obs_dim: int, n_actions: int, hidden_dim: int)
         "prev_action": ([None, n_actions], "float32"),
     }
     shapes_out = {
-        "action": ([None], "int64"),
+        "action": ([None, n_actions], "float32") if continuous else ([None], "int64"),
         "hidden_out": ([None, hidden_dim], "float32"),
         "msg_out": ([None, policy.msg_dim], "float32"),
         "q": ([None, n_actions], "float32"),

@@ -31,6 +31,7 @@ from ..train.q_learner import TorchTeamPolicy
 from .graph import example_inputs
 
 PARITY_TOL = 1e-5
+INT8_CONTINUOUS_TOL = 0.01  # int8 check of a continuous actor: |Δaction| within 1 % of the box
 
 
 def check_models(bundle: Bundle) -> None:
@@ -43,8 +44,8 @@ def check_models(bundle: Bundle) -> None:
 class _Tee:
     """Feeds the same timesteps to a reference team and a candidate team."""
 
-    def __init__(self, ref: Any, cand: Any, compare: list[str]) -> None:
-        self.ref, self.cand, self.compare = ref, cand, compare
+    def __init__(self, ref: Any, cand: Any, compare: list[str], tol: float = PARITY_TOL) -> None:
+        self.ref, self.cand, self.compare, self.tol = ref, cand, compare, tol
         self.max_diff = {k: 0.0 for k in compare}
         self.agree = 0
         self.total = 0
@@ -59,7 +60,13 @@ class _Tee:
         a_cand = np.asarray(self.cand.act(ts))
         live = ~ts.done
         self.steps += int(live.sum())
-        self.agree += int((a_ref == a_cand)[live].sum())
+        if a_ref.ndim == 3:  # continuous: actions agree within the parity tolerance
+            d = np.abs(a_ref - a_cand).max(-1)
+            self.max_diff["action"] = max(self.max_diff.get("action", 0.0), float(d[live].max()) if live.any() else 0.0)
+            same = d <= self.tol
+        else:
+            same = a_ref == a_cand
+        self.agree += int(same[live].sum())
         self.total += int(live.sum()) * a_ref.shape[1]
         for k in self.compare:
             r, c = _get(self.ref, k), _get(self.cand, k)
@@ -73,9 +80,11 @@ def _get(team: Any, what: str) -> np.ndarray:
     return v.detach().numpy() if isinstance(v, torch.Tensor) else v
 
 
-def lockstep(ref: Any, cand: Any, bundle: Bundle, compare: list[str], n_envs: int, seed: int, min_steps: int, min_episodes: int) -> dict[str, Any]:
+def lockstep(
+    ref: Any, cand: Any, bundle: Bundle, compare: list[str], n_envs: int, seed: int, min_steps: int, min_episodes: int, tol: float = PARITY_TOL
+) -> dict[str, Any]:
     env = bundle.make_env(n_envs)
-    tee = _Tee(ref, cand, compare)
+    tee = _Tee(ref, cand, compare, tol)
     seeds = episode_seeds(seed, 100_000)
     started = 0
 
@@ -105,7 +114,8 @@ def parity(net: RNNAgent, bundle: Bundle, seed: int = 0, min_steps: int = 200, m
     net.eval()
     ref = TorchTeamPolicy(net, n_envs, np.random.default_rng(0))
     cand = BundleTeamPolicy(bundle, n_envs)
-    compare = ["q", "hidden_out"] + (["msg_out"] if bundle.communicates else [])
+    discrete = not net.continuous
+    compare = (["q"] if discrete else []) + ["hidden_out"] + (["msg_out"] if bundle.communicates else [])
     with torch.no_grad():
         return lockstep(ref, cand, bundle, compare, n_envs, seed, min_steps, min_episodes)
 
@@ -146,7 +156,7 @@ def act_latency_us(model: Path, bundle: Bundle, calls: int = 2000) -> dict[str, 
              for x in bundle.inputs if x["name"] != "hidden"]
     names = [x["name"] for x in bundle.inputs if x["name"] != "hidden"]
     kw = dict(zip(names, feeds))
-    args = (kw["obs"], kw["avail_actions"], kw.get("msg_in"), kw.get("msg_mask"), kw.get("prev_action"))
+    args = (kw["obs"], kw.get("avail_actions"), kw.get("msg_in"), kw.get("msg_mask"), kw.get("prev_action"))
     for _ in range(200):
         pol.act(*args)
     ts = np.empty(calls)
@@ -161,8 +171,13 @@ def quantized_agreement(fp32: Bundle, int8_models: list[Path], seed: int = 0, mi
     ref = BundleTeamPolicy(fp32, n_envs)
     pols = [OrtPolicy(p, fp32.inputs, fp32.outputs, batch=n_envs, where=f"agent {i} (int8)") for i, p in enumerate(int8_models)]
     cand = BundleTeamPolicy(fp32, n_envs, policies=pols)
-    compare = ["q"]
-    return lockstep(ref, cand, fp32, compare, n_envs, seed, min_steps, min_episodes=8)
+    discrete = bool(fp32.manifest["env_spec"].get("n_actions"))
+    compare = ["q"] if discrete else ["hidden_out"]
+    # continuous actions "agree" within 1 % of the box's half-width (int8 weights cannot give 1e-5)
+    tol = PARITY_TOL if discrete else INT8_CONTINUOUS_TOL * float(fp32.manifest["env_spec"].get("action_high") or 1.0)
+    out = lockstep(ref, cand, fp32, compare, n_envs, seed, min_steps, min_episodes=8, tol=tol)
+    out["max_abs_diff"].setdefault("q", out["max_abs_diff"].get("action", out["max_abs_diff"].get("hidden_out", 0.0)))
+    return out
 
 
 def summarise(p: dict[str, Any]) -> str:

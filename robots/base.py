@@ -55,8 +55,9 @@ class RobotAdapter(ABC):
         ``timeout_s`` (the agent then sends a heartbeat and asks again)."""
 
     @abstractmethod
-    def apply(self, ob: Observation, action: int) -> None:
-        """Carry out ``action`` for the step of ``ob``."""
+    def apply(self, ob: Observation, action: int | np.ndarray) -> None:
+        """Carry out ``action`` for the step of ``ob`` (an int, or a float32
+        vector for a continuous box)."""
 
     def heartbeat(self) -> None:
         """Tell whoever supervises the robot that the agent is alive."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import zmq
 
 from ..runtime import protocol as P
@@ -55,8 +56,9 @@ class SimRobot(RobotAdapter):
             if not self.sock.poll(0):
                 return None
 
-    def apply(self, ob: Observation, action: int) -> None:
-        self._send("act", ob.episode, ob.step, a=int(action))
+    def apply(self, ob: Observation, action: int | np.ndarray) -> None:
+        a = np.asarray(action, dtype=np.float32) if isinstance(action, np.ndarray) else int(action)
+        self._send("act", ob.episode, ob.step, a=a)
 
     def heartbeat(self) -> None:
         self._send("hb")

@@ -63,7 +63,8 @@ class AgentProcess:
         self.d = int(manifest.get("msg_dim") or 0)
         self.k_max = int(manifest.get("k_max") or 0)
         self.swarm = swarm or bundle_id(Path(manifest_path))
-        self.ex = P.Expect(self.swarm, self.n, msg_dim=self.d, obs_dim=int(spec["obs_dim"]), n_actions=int(spec["n_actions"]), k_max=self.k_max or None)
+        self.ex = P.Expect.for_bundle(manifest, self.swarm)
+        self.continuous = not spec.get("n_actions")
         self.codec = P.MsgCodec(self.swarm, self.d, self.ex) if self.d else None
         self.ctx = zmq.Context.instance()
         self.inbox_sock: zmq.Socket | None = None
@@ -76,7 +77,7 @@ class AgentProcess:
         self.step_us: list[float] = []
         self.wait_us: list[float] = []
         self.steps = 0
-        self.prev_action = np.zeros(int(spec["n_actions"]), dtype=np.float32)
+        self.prev_action = np.zeros(int(spec.get("n_actions") or 1), dtype=np.float32)
         self.cur = (-1, 0)  # (episode, step) being acted on
         self._stop = False
 
@@ -148,16 +149,16 @@ class AgentProcess:
         if self.d:
             msg_in, msg_mask = self._inbox(ob)
         t1 = time.perf_counter_ns()
-        a, m, _ = self.policy.act(ob.obs[None], ob.avail[None], msg_in, msg_mask, self.prev_action[None])
+        a, m, _ = self.policy.act(ob.obs[None], None if self.continuous else ob.avail[None], msg_in, msg_mask, self.prev_action[None])
         t2 = time.perf_counter_ns()
-        action = int(a[0])
+        action = a[0].copy() if self.continuous else int(a[0])
         if self.d and m is not None:
             frame = self.codec.encode(self.id, ob.episode, ob.step, m[0])
             for j in ob.send_to:
                 if j != self.id:
                     self._send_to(j, frame)
         self.robot.apply(ob, action)
-        if self.policy.takes_prev_action:
+        if self.policy.takes_prev_action and not self.continuous:
             self.prev_action[:] = 0.0
             self.prev_action[action] = 1.0
         t3 = time.perf_counter_ns()

@@ -61,7 +61,9 @@ class OrtPolicy:
     """One agent's policy at a fixed batch size ``batch`` (1 on a robot).
 
     ``act(obs, avail_actions, msg_in=None, msg_mask=None, prev_action=None)``
-    returns ``(action [b], msg_out [b, d] or None, q [b, A])``; the arrays are
+    returns ``(action [b] (or [b, action_dim] for a continuous actor, which
+    takes ``avail_actions=None``), msg_out [b, d] or None, q/logits [b, A] or
+    None)``; the arrays are
     the wrapper's own output buffers (copy them to keep them past the next
     call). ``reset(mask=None)`` zeroes the hidden state (of the rows in mask).
     """
@@ -93,6 +95,8 @@ class OrtPolicy:
             bind(spec["name"], v)
         self.communicates = "msg_in" in self.buf
         self.takes_prev_action = "prev_action" in self.buf
+        self.continuous = "avail_actions" not in self.buf
+        self.diag = self.output_names[-1] if self.output_names[-1] in ("q", "logits") else None
 
     @classmethod
     def from_agent_dir(cls, agent_dir: Path | str, manifest: dict[str, Any] | None = None, batch: int = 1, threads: int = 1) -> "OrtPolicy":
@@ -121,14 +125,15 @@ class OrtPolicy:
     def act(
         self,
         obs: np.ndarray,
-        avail_actions: np.ndarray,
+        avail_actions: np.ndarray | None,
         msg_in: np.ndarray | None = None,
         msg_mask: np.ndarray | None = None,
         prev_action: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         b = self.buf
         np.copyto(b["obs"], obs, casting="same_kind")
-        np.copyto(b["avail_actions"], avail_actions, casting="unsafe")
+        if not self.continuous:
+            np.copyto(b["avail_actions"], avail_actions, casting="unsafe")
         if self.communicates:
             if msg_in is None or msg_mask is None:
                 raise ValueError("this policy communicates: pass msg_in [b, k_max, d] and msg_mask [b, k_max]")
@@ -141,4 +146,4 @@ class OrtPolicy:
                 np.copyto(b["prev_action"], prev_action, casting="same_kind")
         self.sess.run_with_iobinding(self.io)
         np.copyto(b["hidden"], b["hidden_out"])
-        return b["action"], (b["msg_out"] if self.communicates else None), b[self.output_names[-1]]
+        return b["action"], (b["msg_out"] if self.communicates else None), (b[self.diag] if self.diag else None)

@@ -150,10 +150,18 @@ class Expect:
     n_agents: int
     msg_dim: int = 0
     obs_dim: int = 0
-    n_actions: int = 0
+    n_actions: int = 0  # discrete actions (0 for a continuous box)
     k_max: int = 0
     max_step: int = 1_000_000
     max_episode: int = 10_000_000
+    action_dim: int = 0  # continuous box: actions are float32[action_dim]
+
+    @classmethod
+    def for_bundle(cls, manifest: dict[str, Any], swarm: str) -> "Expect":
+        spec = manifest["env_spec"]
+        return cls(swarm, int(spec["n_agents"]), msg_dim=int(manifest.get("msg_dim") or 0), obs_dim=int(spec["obs_dim"]),
+                   n_actions=int(spec.get("n_actions") or 0), k_max=int(manifest.get("k_max") or 0) or None,  # type: ignore[arg-type]
+                   action_dim=int(spec.get("action_dim") or 0))
 
 
 def _vec(b: Any, n: int, name: str) -> np.ndarray | str:
@@ -217,10 +225,15 @@ def decode(frame: bytes, ex: Expect) -> dict[str, Any] | str:
         if isinstance(o, str):
             return o
         env["o"] = o
-        av = env.get("av")
-        if not isinstance(av, (bytes, bytearray)) or len(av) != ex.n_actions or any(x > 1 for x in av) or not any(av):
+        av = env.get("av", b"")
+        if ex.n_actions == 0:  # a continuous box: nothing to mask
+            if av not in (b"", None):
+                return "avail: a continuous-action swarm sends none"
+            env["av"] = np.zeros(0, dtype=bool)
+        elif not isinstance(av, (bytes, bytearray)) or len(av) != ex.n_actions or any(x > 1 for x in av) or not any(av):
             return "avail: want n_actions bytes of 0/1 with at least one 1"
-        env["av"] = np.frombuffer(av, dtype=np.uint8).astype(bool)
+        else:
+            env["av"] = np.frombuffer(av, dtype=np.uint8).astype(bool)
         for key in ("in", "to"):
             r = _ids(env.get(key, []), ex.n_agents, ex.k_max if key == "in" else None, key)
             if isinstance(r, str):
@@ -230,7 +243,12 @@ def decode(frame: bytes, ex: Expect) -> dict[str, Any] | str:
         if sender == WORLD:
             return "act from the world"
         a = env.get("a")
-        if not (_int(a) and 0 <= a < max(1, ex.n_actions)):
+        if ex.action_dim:
+            v = _vec(a, ex.action_dim, "action")
+            if isinstance(v, str):
+                return v
+            env["a"] = v
+        elif not (_int(a) and 0 <= a < max(1, ex.n_actions)):
             return "action out of range"
     elif kind == "hello":
         if sender == WORLD:

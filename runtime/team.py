@@ -43,7 +43,9 @@ class BundleTeamPolicy:
         self.communicates = bundle.communicates
         d = max(1, bundle.msg_dim)
         self.msg = np.zeros((n_envs, n, d), dtype=np.float32)
-        n_actions = int(bundle.manifest["env_spec"]["n_actions"])
+        spec = bundle.manifest["env_spec"]
+        self.action_dim = int(spec.get("action_dim") or 0)  # continuous actors output float vectors
+        n_actions = int(spec.get("n_actions") or 1)
         self.q = np.zeros((n_envs, n, n_actions), dtype=np.float32)
         self.last = np.zeros((n_envs, n, n_actions), dtype=np.float32)
         self.msg_loss = msg_loss
@@ -63,7 +65,7 @@ class BundleTeamPolicy:
 
     def act(self, ts: TimeStep) -> np.ndarray:
         B, n = self.n_envs, self.n
-        actions = np.zeros((B, n), dtype=np.int64)
+        actions = np.zeros((B, n, self.action_dim), dtype=np.float32) if self.action_dim else np.zeros((B, n), dtype=np.int64)
         new_msg = np.empty_like(self.msg)
         msg_in = msg_mask = None
         if self.communicates:
@@ -77,18 +79,19 @@ class BundleTeamPolicy:
         for i, p in enumerate(self.policies):
             a, m, q = p.act(
                 ts.obs[:, i],
-                ts.avail_actions[:, i],
+                None if self.action_dim else ts.avail_actions[:, i],
                 None if msg_in is None else msg_in[:, i],
                 None if msg_mask is None else msg_mask[:, i],
                 self.last[:, i] if p.takes_prev_action else None,
             )
             actions[:, i] = a
-            self.q[:, i] = q
+            if q is not None:
+                self.q[:, i] = q
             if m is not None:
                 new_msg[:, i] = m
         if self.communicates:
             self.msg = new_msg
-        if self.policies[0].takes_prev_action:
+        if self.policies[0].takes_prev_action and not self.action_dim:
             self.last = np.eye(self.last.shape[-1], dtype=np.float32)[actions]
         return actions
 

@@ -62,8 +62,9 @@ class World:
         spec = bundle.manifest["env_spec"]
         self.n = int(spec["n_agents"])
         self.noop = int(spec.get("noop_action") or 0)
+        self.action_dim = int(spec.get("action_dim") or 0)  # continuous: an absent robot's action is the zero vector
         self.topology = bundle.topology()
-        self.ex = P.Expect(swarm, self.n, msg_dim=bundle.msg_dim, obs_dim=int(spec["obs_dim"]), n_actions=int(spec["n_actions"]), k_max=bundle.k_max or None)
+        self.ex = P.Expect.for_bundle(bundle.manifest, swarm)
         self.ctx = ctx or zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
@@ -80,7 +81,7 @@ class World:
         self.peers_sent = np.full(self.n, -1)
         self.stats = WorldStats()
         self.bye: dict[int, dict[str, Any]] = {}
-        self.pending: dict[int, int] = {}  # agent -> action for the current step
+        self.pending: dict[int, Any] = {}  # agent -> action for the current step
         self.cur = (-1, -1)
         self.global_step = 0
         self.finished = False
@@ -132,7 +133,7 @@ class World:
         elif kind == "act":
             self.last_seen[i] = now
             if (env["ep"], env["t"]) == self.cur:
-                self.pending[i] = int(env["a"])
+                self.pending[i] = env["a"] if self.action_dim else int(env["a"])
             else:
                 self.stats.late_actions += 1
                 c.stale += 1
@@ -238,7 +239,8 @@ class World:
             if self.peers_sent[i] != self.peers_version:
                 extra["peers"] = [[j, a] for j, a in sorted(self.addr.items())]
                 self.peers_sent[i] = self.peers_version
-            self._send(i, "obs", ep, t, o=ts.obs[0, i], av=ts.avail_actions[0, i], first=bool(self.fresh[i]), to=send_to[i], **{"in": inbox}, **extra)
+            av = ts.avail_actions[0, i] if not self.action_dim else b""
+            self._send(i, "obs", ep, t, o=ts.obs[0, i], av=av, first=bool(self.fresh[i]), to=send_to[i], **{"in": inbox}, **extra)
             self.fresh[i] = False
         self.live_prev = live
         if self.opts.mode == "realtime":
@@ -266,6 +268,12 @@ class World:
         return self._actions()
 
     def _actions(self) -> np.ndarray:
+        if self.action_dim:
+            cont = np.zeros((self.n, self.action_dim), dtype=np.float32)
+            for i, a in self.pending.items():
+                cont[i] = a
+            self.stats.noop_actions += self.n - len(self.pending)
+            return cont
         actions = np.full(self.n, self.noop, dtype=np.int64)
         for i, a in self.pending.items():
             actions[i] = a

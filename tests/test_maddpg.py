@@ -68,3 +68,30 @@ def test_discrete_maddpg_actor_exports_and_runs_as_a_swarm(cli, tmp_path):
     ev = json.loads(cli("evaluate", str(bundle), "--episodes", "6", "--json", check=True).stdout.strip().splitlines()[-1])
     sw = json.loads(cli("swarm", str(bundle), "--episodes", "6", "--json", "--quiet", check=True).stdout.strip().splitlines()[-1])
     assert sw["returns"] == ev["returns"]
+
+
+@pytest.mark.parametrize("comm", ["none", "attention"])
+def test_continuous_actor_exports_as_a_float_vector_and_the_swarm_reproduces_it(comm, tmp_path):
+    """Continuous spread: the graph outputs action [b, 2] (no availability input, no
+    critic inside); ORT == torch to 1e-5; the swarm replays the bundle's returns."""
+    from marl_edge.export.bundle import export_run
+    from marl_edge.runtime.bundle import load_bundle
+    from marl_edge.runtime.swarm import SwarmOptions, run_swarm
+    from marl_edge.runtime.team import evaluate_bundle
+    from marl_edge.train.config import RunConfig
+    from marl_edge.train.trainer import create_run_dir, evaluate_run, make_run_spec, train
+
+    sets = {} if comm == "none" else {"comm": comm, "topology": "knn:2"}
+    run = RunConfig(env="spread", algo="maddpg", steps=1200, seed=0, eval_episodes=0, n_envs=4, env_options={"continuous": True})
+    d = create_run_dir(make_run_spec(run, sets), tmp_path / "run")
+    train(d)
+    res = export_run(d, tmp_path / "b")
+    assert res["parity"]["max_abs_diff"]["action"] <= 1e-5 and res["parity"]["action_agreement"] == 1.0
+    b = load_bundle(tmp_path / "b")
+    assert [x["name"] for x in b.inputs][:2] == ["obs", "hidden"] and "avail_actions" not in [x["name"] for x in b.inputs]
+    assert b.outputs[0] == {"name": "action", "shape": [None, 2], "dtype": "float32"}
+    ev = evaluate_bundle(tmp_path / "b", episodes=6, seed=2)
+    tch = evaluate_run(d, episodes=6, seed=2)
+    np.testing.assert_allclose(ev["returns"], tch["returns"], rtol=1e-4, atol=1e-3)  # float actions: the env sums tiny differences
+    sw = run_swarm(tmp_path / "b", SwarmOptions(episodes=6, seed=2))
+    assert sw["returns"] == ev["returns"] and sw["invalid_frames"] == 0

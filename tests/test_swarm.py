@@ -249,10 +249,25 @@ def test_profiles_deploy_agents_started_elsewhere(bundles, cli, tmp_path):
     import subprocess
     import sys
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        world_port = s.getsockname()[1]
-    base = 20000 + world_port % 20000
+    def free_block(start: int, count: int) -> int:
+        """The first port p >= start with p..p+count-1 all free (below the ephemeral range)."""
+        for p in range(start, 32000, count + 1):
+            socks = []
+            try:
+                for q in range(p, p + count):
+                    s = socket.socket()
+                    socks.append(s)
+                    s.bind(("127.0.0.1", q))
+                return p
+            except OSError:
+                continue
+            finally:
+                for s in socks:
+                    s.close()
+        raise RuntimeError("no free port block")
+
+    world_port = free_block(21000 + os.getpid() % 5000, 7)
+    base = world_port + 1
     p = cli("swarm", str(bundles["knn3"]), "--write-profiles", str(tmp_path / "prof"), "--world-bind", f"tcp://127.0.0.1:{world_port}",
             "--hosts", "127.0.0.1", "--base-port", str(base), check=True, timeout=60)
     assert "profiles 6 written" in p.stdout

@@ -110,7 +110,7 @@ class MADDPGLearner:
         self.topology = topology if topology is not None or not cfg.communicates else cfg.build_topology(spec)
         k_max = self.topology.k_max if self.topology is not None else 0
         self.net = RNNAgent(spec.obs_dim, self.act_dim, spec.n_agents, cfg.hidden_dim, cfg.agent_id, False, cfg.shared, cfg, k_max,
-                            head="logits" if self.discrete else "action")
+                            head="logits" if self.discrete else "action", action_scale=self.high)
         self.critic = JointCritic(spec.state_dim, spec.n_agents, self.act_dim, cfg.critic_hidden)
         self.target_net = copy.deepcopy(self.net)
         self.target_critic = copy.deepcopy(self.critic)
@@ -203,8 +203,8 @@ class MADDPGLearner:
                 y = reward[..., i] + c.gamma * not_term * self.target_critic.q(i, state[:, 1:], next_a)
             q = self.critic.q(i, state[:, :T], taken)
             critic_loss = critic_loss + (((q - y) ** 2) * filled).sum() / denom
-            td_abs.append(float(((q - y).abs() * filled).sum() / denom))
-            q_mean.append(float((q * filled).sum() / denom))
+            td_abs.append(float(((q.detach() - y).abs() * filled).sum() / denom))
+            q_mean.append(float((q.detach() * filled).sum() / denom))
         self.optim.zero_grad(set_to_none=True)
         critic_loss.backward()
         torch.nn.utils.clip_grad_norm_(self.critic.parameters(), c.grad_clip)

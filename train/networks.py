@@ -65,12 +65,14 @@ class RNNAgent(nn.Module):
         comm: CommConfig | None = None,
         k_max: int = 0,
         head: str = "q",
+        action_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if head not in ("q", "logits", "action"):
             raise ValueError(f"head must be q, logits or action, got {head!r}")
         self.head = head  # what the output is called in the exported graph
-        self.continuous = head == "action"  # deterministic continuous actor: tanh(output), no availability mask
+        self.continuous = head == "action"  # deterministic continuous actor: action_scale * tanh(output), no availability mask
+        self.action_scale = float(action_scale)
         if self.continuous and last_action:
             raise ValueError("last_action one-hots need discrete actions")
         self.obs_dim, self.n_actions, self.n_agents = obs_dim, n_actions, n_agents
@@ -192,7 +194,7 @@ class RNNAgent(nn.Module):
         return outs[0] if self.shared else torch.cat(outs, dim=2)
 
     def agent_policy(self, agent: int) -> "AgentPolicy":
-        return AgentPolicy(self, agent)
+        return ContinuousAgentPolicy(self, agent) if self.continuous else AgentPolicy(self, agent)
 
 
 class AgentPolicy(nn.Module):
@@ -252,3 +254,42 @@ class AgentPolicy(nn.Module):
         q, h, msg = self.core(x, hidden, msg_in, msg_mask)
         action = masked_greedy(q, avail_actions)
         return (action, h, msg, q) if msg is not None else (action, h, q)
+
+
+class ContinuousAgentPolicy(AgentPolicy):
+    """A deterministic continuous actor's graph: no availability mask, no diagnostic head.
+
+    Inputs: ``obs [b, obs_dim]``, ``hidden [b, h]`` (+ ``msg_in``, ``msg_mask``).
+    Outputs: ``action [b, action_dim]`` float32 (``action_scale * tanh``),
+    ``hidden_out [b, h]`` (+ ``msg_out [b, d]``).
+    """
+
+    def __init__(self, net: RNNAgent, agent: int) -> None:
+        super().__init__(net, agent)
+        self.scale = net.action_scale
+
+    @property
+    def input_names(self) -> list[str]:
+        return ["obs", "hidden"] + (["msg_in", "msg_mask"] if self.communicates else [])
+
+    @property
+    def output_names(self) -> list[str]:
+        return ["action", "hidden_out"] + (["msg_out"] if self.communicates else [])
+
+    def forward(self, obs: torch.Tensor, hidden: torch.Tensor, *extra: torch.Tensor | None) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
+        msg_in = msg_mask = None
+        extra_l = [e for e in extra if e is not None]
+        if self.communicates:
+            if len(extra_l) < 2:
+                raise ValueError("this agent communicates: inputs are obs, hidden, msg_in, msg_mask")
+            msg_in, msg_mask = extra_l[0], extra_l[1]
+            extra_l = extra_l[2:]
+        if extra_l:
+            raise ValueError(f"unexpected extra inputs; this policy takes {', '.join(self.input_names)}")
+        parts = [obs]
+        if self.agent_onehot.numel():
+            parts.append(self.agent_onehot.expand(obs.shape[0], -1))
+        x = torch.cat(parts, dim=-1) if len(parts) > 1 else obs
+        out, h, msg = self.core(x, hidden, msg_in, msg_mask)
+        action = torch.tanh(out) * self.scale
+        return (action, h, msg) if msg is not None else (action, h)
