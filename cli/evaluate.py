@@ -22,10 +22,11 @@ from .common import debug_option, emit_json, run_command
     show_default=True,
     help="Drop each heard message with this probability (a lossy link; communicating runs).",
 )
+@click.option("--sample", is_flag=True, help="Stochastic actors (mappo, ippo, coma; run directories): draw actions from the policy instead of the argmax.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line of stdout.")
 @debug_option
-def eval_cmd(target, episodes, seed, step, msg_loss, as_json, debug):
-    """Greedy evaluation of TARGET: a run directory made by marl-train (torch),
+def eval_cmd(target, episodes, seed, step, msg_loss, sample, as_json, debug):
+    """Greedy (or, with --sample, sampled) evaluation of TARGET: a run directory made by marl-train (torch),
     or a bundle made by marl-export (ONNX Runtime, no torch).
 
     The same --seed and --episodes give the same episodes in every command."""
@@ -43,6 +44,8 @@ def eval_cmd(target, episodes, seed, step, msg_loss, as_json, debug):
 
     say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     if is_bundle(target):
+        if sample:
+            raise ConfigError("--sample applies to run directories; an exported policy acts greedily (masked argmax)")
         if step is not None:
             raise ConfigError("--checkpoint applies to run directories; a bundle holds one checkpoint")
         from ..runtime.team import evaluate_bundle
@@ -52,10 +55,10 @@ def eval_cmd(target, episodes, seed, step, msg_loss, as_json, debug):
     else:
         from ..train.trainer import evaluate_run
 
-        res = evaluate_run(target, episodes, seed, step, msg_loss=msg_loss)
+        res = evaluate_run(target, episodes, seed, step, msg_loss=msg_loss, sample=sample)
         say(f"{target}: checkpoint at {res['checkpoint_step']:,} env steps")
     r = res["returns"]
-    say(f"greedy return {np.mean(r):.3f} ± {np.std(r):.3f} over {len(r)} episodes (seed {res['seed']})")
+    say(f"{res.get('mode', 'greedy')} return {np.mean(r):.3f} ± {np.std(r):.3f} over {len(r)} episodes (seed {res['seed']})")
     if "msg_loss" in res:
         say(f"messages: {res['msgs_heard_per_step']:.2f} heard per step at {res['msg_loss']:.0%} loss")
     if as_json:

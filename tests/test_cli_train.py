@@ -57,6 +57,8 @@ def test_train_writes_a_complete_run_dir_and_json(tmp_path, cli):
     # marl-eval of the run with the run's seed reproduces the final evaluation
     p2 = cli("evaluate", str(out), "--episodes", "8", "--json", check=True)
     assert _last_json(p2.stdout)["returns"] == ev["returns"]
+    p3 = cli("evaluate", str(out), "--sample")  # a Q-learner has no policy to sample from
+    assert p3.returncode == 2 and "sampled evaluation needs a stochastic actor" in p3.stderr and "Traceback" not in p3.stderr
 
 
 def test_same_seed_same_metrics(tmp_path, cli):

@@ -112,6 +112,15 @@ def test_mappo_cli_export_and_swarm_round_trip(cli, tmp_path):
     ev = json.loads(cli("evaluate", str(bundle), "--episodes", "6", "--seed", "3", "--json", check=True).stdout.strip().splitlines()[-1])
     sw = json.loads(cli("swarm", str(bundle), "--episodes", "6", "--seed", "3", "--json", "--quiet", check=True).stdout.strip().splitlines()[-1])
     assert sw["returns"] == ev["returns"]
+    # greedy and sampled evaluation of the run: both available, labelled, and a seed fixes the draw
+    last = lambda p: json.loads(p.stdout.strip().splitlines()[-1])  # noqa: E731
+    greedy = last(cli("evaluate", str(run), "--episodes", "16", "--seed", "3", "--json", check=True))
+    s1 = last(cli("evaluate", str(run), "--episodes", "16", "--seed", "3", "--sample", "--json", check=True))
+    s2 = last(cli("evaluate", str(run), "--episodes", "16", "--seed", "3", "--sample", "--json", check=True))
+    assert greedy["mode"] == "greedy" and s1["mode"] == "sampled" and s1["returns"] == s2["returns"]
+    assert greedy["returns"][:6] == ev["returns"] and s1["returns"] != greedy["returns"]
+    p = cli("evaluate", str(bundle), "--sample")
+    assert p.returncode == 2 and "--sample applies to run directories" in p.stderr
     rows = (run / "metrics.csv").read_text().splitlines()
     header = rows[0].split(",")
     parsed = [dict(zip(header, r.split(","))) for r in rows[1:]]

@@ -435,11 +435,20 @@ def _save(root: Path, env_steps: int, episodes: int, learner: Any, seed_rng: np.
     ckpt.prune(root, run.keep_checkpoints)
 
 
-def greedy_evaluate(net: Any, rs: RunSpec, episodes: int, seed: int, n_envs: int | None = None, msg_loss: float = 0.0) -> dict[str, Any]:
+def greedy_evaluate(
+    net: Any, rs: RunSpec, episodes: int, seed: int, n_envs: int | None = None, msg_loss: float = 0.0, sample: bool = False
+) -> dict[str, Any]:
     """Greedy returns of ``episodes`` episodes seeded by ``seed``; ``msg_loss``
-    drops each heard message with that probability (a lossy link)."""
+    drops each heard message with that probability (a lossy link).
+
+    ``sample``: a stochastic actor (a ``logits`` head: MAPPO, IPPO, COMA)
+    draws its actions from its policy instead of taking the argmax, with a
+    stream seeded by ``seed`` (so a seed still fixes the result); the output
+    says which with ``"mode": "greedy" | "sampled"``."""
     if not 0.0 <= msg_loss <= 1.0:
         raise RunError(f"message loss must be in [0, 1], got {msg_loss}")
+    if sample and getattr(net, "head", "q") != "logits":
+        raise RunError(f"sampled evaluation needs a stochastic actor (mappo, ippo, coma); this policy's output is {getattr(net, 'head', 'q')!r}")
     n_envs = n_envs or max(1, min(episodes, 32))
     env = make(rs.run.env, n_envs=n_envs, **rs.run.env_options)
     topology = rs.topology()
@@ -447,7 +456,7 @@ def greedy_evaluate(net: Any, rs: RunSpec, episodes: int, seed: int, n_envs: int
     net.eval()
     try:
         # epsilon 0: greedy; message loss drawn from its own seeded stream
-        greedy = TorchTeamPolicy(net, n_envs, np.random.default_rng(0), msg_loss=msg_loss, loss_rng=np.random.default_rng([seed, 7]))
+        greedy = TorchTeamPolicy(net, n_envs, np.random.default_rng([seed, 11]), msg_loss=msg_loss, loss_rng=np.random.default_rng([seed, 7]), sample=sample)
         eps = evaluate(env, greedy, episode_seeds(seed, episodes), topology=topology)
     finally:
         net.train(was_training)
@@ -456,6 +465,7 @@ def greedy_evaluate(net: Any, rs: RunSpec, episodes: int, seed: int, n_envs: int
     out = {
         "seed": seed,
         "episodes": episodes,
+        "mode": "sampled" if sample else "greedy",
         "mean_return": float(np.mean(returns)),
         "std_return": float(np.std(returns)),
         "returns": returns,
@@ -488,10 +498,12 @@ def load_policy_net(run_dir: Path, step: int | None = None) -> tuple[Any, RunSpe
     return net, rs, int(state["step"])
 
 
-def evaluate_run(run_dir: Path, episodes: int, seed: int | None = None, step: int | None = None, msg_loss: float = 0.0) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: Path, episodes: int, seed: int | None = None, step: int | None = None, msg_loss: float = 0.0, sample: bool = False
+) -> dict[str, Any]:
     net, rs, ck_step = load_policy_net(run_dir, step)
     seed = rs.run.seed if seed is None else seed
-    out = greedy_evaluate(net, rs, episodes, seed, msg_loss=msg_loss)
+    out = greedy_evaluate(net, rs, episodes, seed, msg_loss=msg_loss, sample=sample)
     out["checkpoint_step"] = ck_step
     out["run_dir"] = str(run_dir)
     return out
