@@ -21,6 +21,39 @@ def is_user_error(e: BaseException) -> bool:
     return any(c.__name__ in USER_ERROR_NAMES for c in type(e).__mro__)
 
 
+# What the training extra adds to the edge install (pyproject.toml). A robot's
+# ``pip install marl-edge`` has none of them; marl-train and marl-export need them.
+TRAIN_EXTRA_MODULES = ("torch", "onnx", "safetensors", "tensorboard")
+
+
+def missing_extra_message(prog: str, module: str) -> str:
+    return (f"error: {prog} needs {module}, which the edge install (pip install marl-edge) leaves out; "
+            "install the training extra: pip install 'marl-edge[train]'")
+
+
+def missing_train_module(e: BaseException) -> str | None:
+    """The training-extra module whose absence raised ``e`` (None for any other error)."""
+    if not isinstance(e, ImportError):
+        return None
+    top = (getattr(e, "name", None) or "").split(".")[0]
+    return top if top in TRAIN_EXTRA_MODULES else None
+
+
+def require_train_extra(prog: str, modules: tuple[str, ...] = ("torch",)) -> None:
+    """Exit with one line (status 2) if any of ``modules`` cannot be imported,
+    before anything imports them (no traceback on an edge install)."""
+    import importlib.util
+
+    for m in modules:
+        try:
+            found = importlib.util.find_spec(m) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            click.echo(missing_extra_message(prog, m), err=True)
+            sys.exit(2)
+
+
 def run_command(cmd: click.Command, argv: list[str] | None = None, prog_name: str | None = None) -> None:
     """Run a click command: user errors are one line on stderr and exit 2;
     a traceback only with ``--debug``."""
@@ -44,6 +77,10 @@ def run_command(cmd: click.Command, argv: list[str] | None = None, prog_name: st
     except Exception as e:  # noqa: BLE001
         if debug:
             raise
+        missing = missing_train_module(e)
+        if missing is not None:
+            click.echo(missing_extra_message(prog_name or cmd.name or "this command", missing), err=True)
+            sys.exit(2)
         if is_user_error(e):
             click.echo(f"error: {e}", err=True)
             sys.exit(2)

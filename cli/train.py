@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..envs import env_names, get_entry
-from .common import Progress, debug_option, emit_json, run_command
+from .common import Progress, debug_option, emit_json, require_train_extra, run_command
 
 RUN_SET_KEYS = ("log_every", "checkpoint_every", "keep_checkpoints", "save_buffer", "torch_threads")
 
@@ -151,6 +151,7 @@ def train_cmd(env, algo, steps, seed, n_envs, out, sets, eval_episodes, resume, 
 
 
 def main() -> None:
+    require_train_extra("marl-train")  # an edge install has no torch: one line, not a traceback
     train_cmd.help = _help()  # built at run time so --help lists the registries
     run_command(train_cmd, prog_name="marl-train")
 
