@@ -72,7 +72,15 @@ def test_same_seed_same_metrics(tmp_path, cli):
 COMM_RUN = ["--env", "scout", "--set", "comm=knn", "--set", "topology=range:0.6", "--set", "msg_dropout=0.1"]
 
 
-@pytest.mark.parametrize("extra", [[], COMM_RUN], ids=["two_step", "scout-comm-dropout"])
+AC_RUNS = {
+    "mappo-scout-comm": ["--algo", "mappo", "--env", "scout", "--set", "comm=mean"],
+    "ippo-rendezvous": ["--algo", "ippo", "--env", "rendezvous"],
+    "coma-two_step": ["--algo", "coma"],
+    "maddpg-continuous-spread": ["--algo", "maddpg", "--env", "spread", "--set", "env.continuous=true"],
+}
+
+
+@pytest.mark.parametrize("extra", [[], COMM_RUN, *AC_RUNS.values()], ids=["two_step", "scout-comm-dropout", *AC_RUNS])
 def test_resume_after_kill_9_continues_exactly(tmp_path, extra):
     """A run killed with SIGKILL and resumed ends with the metrics of an uninterrupted run."""
     args = ["--steps", "3000", "--seed", "1", "--eval-episodes", "4", "--quiet", "--set", "checkpoint_every=400", "--set", "log_every=100", *extra]
