@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from marl_edge.train.registry import algo_names
+
 
 def _last_json(stdout: str) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
@@ -22,7 +24,7 @@ def _rows(run_dir: Path) -> list[dict[str, str]]:
 COMM_SET = ["--set", "comm=attention", "--set", "topology=knn:2", "--set", "msg_dim=4", "--set", "top_k=1", "--set", "msg_dropout=0.2"]
 
 
-@pytest.mark.parametrize("algo", ["iql", "vdn", "qmix"])
+@pytest.mark.parametrize("algo", algo_names())
 def test_comm_keys_work_with_every_learner_and_are_recorded(algo, cli, tmp_path):
     out = tmp_path / algo
     p = cli("train", "--env", "scout", "--algo", algo, "--steps", "800", "--out", str(out), "--eval-episodes", "4", "--json", *COMM_SET, check=True)
