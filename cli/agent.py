@@ -28,6 +28,7 @@ def _load_profile(path: Path | None) -> dict:
 @click.argument("agent_dir", type=click.Path(path_type=Path), required=False)
 @click.option("--manifest", type=click.Path(path_type=Path), default=None, help="The bundle's swarm.json (default: next to AGENT_DIR).")
 @click.option("--world", default=None, help="World simulator endpoint (the simulated robot connects there).")
+@click.option("--robot", default=None, help="The robot link instead of --world: udp://HOST:PORT, a device speaking the UDP datagram format (docs/robots.md).")
 @click.option("--bind", default=None, help="Where this agent's message inbox listens (default tcp://127.0.0.1:*).")
 @click.option("--peers", "peers_file", type=click.Path(path_type=Path), default=None, help='JSON {"<id>": "<endpoint>"} of the other agents\' inboxes.')
 @click.option("--profile", type=click.Path(path_type=Path), default=None, help="A deployment profile (JSON) with any of these options.")
@@ -41,7 +42,7 @@ def _load_profile(path: Path | None) -> dict:
 @click.option("--metrics", "metrics_path", default=None, help="Append this agent's metrics as a JSON line here on exit.")
 @click.option("--json", "as_json", is_flag=True)
 @debug_option
-def agent_cmd(agent_dir, manifest, world, bind, peers_file, profile, mode, hz, swarm_id, drop, delay_steps, msg_timeout, seed, metrics_path, as_json, debug):
+def agent_cmd(agent_dir, manifest, world, robot, bind, peers_file, profile, mode, hz, swarm_id, drop, delay_steps, msg_timeout, seed, metrics_path, as_json, debug):
     """Run AGENT_DIR (agent_<i> of a bundle from marl-export) as one agent.
 
     It checks the folder against the bundle's swarm.json (sha256, version,
@@ -60,9 +61,22 @@ def agent_cmd(agent_dir, manifest, world, bind, peers_file, profile, mode, hz, s
         raise BundleError("give AGENT_DIR (or agent_dir in --profile)")
     agent_dir = Path(agent_dir)
     manifest = Path(pick(manifest, "manifest", agent_dir.parent / MANIFEST))
-    world = pick(world, "world")
-    if world is None:
-        raise BundleError("give --world ENDPOINT (the robot link); other robot adapters are used from Python (see docs/robots.md)")
+    if world is not None and robot is not None:
+        raise BundleError("give either --world ENDPOINT (the simulated robot) or --robot udp://HOST:PORT, not both")
+    if world is None and robot is None:  # the command line wins over the profile; a profile's robot over its world
+        robot = prof.get("robot")
+        world = prof.get("world") if robot is None else None
+    if world is None and robot is None:
+        raise BundleError("give --world ENDPOINT (the simulated robot) or --robot udp://HOST:PORT (a device; see docs/robots.md)")
+    link = None
+    if robot is not None:
+        from ..robots.udp import UdpLinkError, parse_udp_url, resolve
+
+        try:
+            link = parse_udp_url(str(robot))
+            resolve(*link)
+        except UdpLinkError as e:
+            raise BundleError(f"--robot: {e}") from None
     peers = None
     pf = pick(peers_file, "peers")
     if pf is not None:
@@ -82,7 +96,13 @@ def agent_cmd(agent_dir, manifest, world, bind, peers_file, profile, mode, hz, s
     if m is None:
         raise BundleError(f"{manifest} is missing: pass --manifest BUNDLE/swarm.json")
     ex = P.Expect.for_bundle(m, sid)
-    proc = AgentProcess(agent_dir, manifest, SimRobot(world, ex), sid, opts)
+    if link is not None:
+        from ..robots.udp import UdpRobot, UdpSpec
+
+        adapter = UdpRobot(link, UdpSpec.from_manifest(m))
+    else:
+        adapter = SimRobot(world, ex)
+    proc = AgentProcess(agent_dir, manifest, adapter, sid, opts)
     res = proc.run()
     if as_json:
         emit_json(res)

@@ -66,12 +66,7 @@ class World:
         self.topology = bundle.topology()
         self.ex = P.Expect.for_bundle(bundle.manifest, swarm)
         self.ctx = ctx or zmq.Context.instance()
-        self.sock = self.ctx.socket(zmq.ROUTER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        self.sock.setsockopt(zmq.RCVHWM, 100_000)  # a burst of junk must not stall the agents' frames
-        self.sock.bind(endpoint)
-        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._open(endpoint)
         self.addr: dict[int, str] = {}
         self.live = np.zeros(self.n, dtype=bool)
         self.last_seen = np.zeros(self.n)
@@ -85,6 +80,16 @@ class World:
         self.cur = (-1, -1)
         self.global_step = 0
         self.finished = False
+
+    # ---- the transport (ZeroMQ here; a subclass may override _open, _poll, _send, close) ----
+    def _open(self, endpoint: str) -> None:
+        """Listen for the robots at ``endpoint``; set ``self.endpoint`` to the bound address."""
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        self.sock.setsockopt(zmq.RCVHWM, 100_000)  # a burst of junk must not stall the agents' frames
+        self.sock.bind(endpoint)
+        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
     # ---- receiving -------------------------------------------------------------------
     def _poll(self, timeout_ms: int) -> None:
@@ -113,6 +118,12 @@ class World:
         if i == P.WORLD or ident != f"agent-{i}".encode():
             c.bad("sender does not match its connection")
             return
+        self._accept(i, env)
+
+    def _accept(self, i: int, env: dict[str, Any]) -> None:
+        """A valid envelope (``k``: hello, bye, hb or act; ``ep``, ``t``, ``addr``,
+        ``a``, ``m``) from agent ``i``, whatever transport carried it."""
+        c = self.stats.counters
         now = time.perf_counter()
         kind = env["k"]
         if kind == "hello":
