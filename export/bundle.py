@@ -128,6 +128,7 @@ def _build(tmp: Path, net: Any, rs: Any, ck_step: int, run_dir: Path, quantize: 
         "topology": rs.comm["topology"] if rs.comm else None,
         "msg_dim": net.msg_dim,
         "k_max": net.k_max,
+        "recurrent": net.recurrent,  # False: feed-forward policies, no hidden/hidden_out in the graph
         "hidden_dim": net.hidden_dim,
         "opset": opset,
         "quantize": quantize,
@@ -149,6 +150,7 @@ def _build(tmp: Path, net: Any, rs: Any, ck_step: int, run_dir: Path, quantize: 
                 "n_agents": n,
                 "inputs": ins,
                 "outputs": outs,
+                "recurrent": net.recurrent,
                 "hidden_dim": net.hidden_dim,
                 "msg_dim": net.msg_dim,
                 "k_max": net.k_max,

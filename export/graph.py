@@ -3,7 +3,8 @@
 The exported module is ``train.networks.AgentPolicy``: the very module whose
 team-level twin acted in training, with the agent id folded in as a constant.
 Legacy TorchScript-based exporter (``dynamo=False``): one self-contained file,
-the recurrent state as an explicit input/output, the batch dimension dynamic
+the recurrent state as an explicit input/output (``hidden``/``hidden_out``;
+a feed-forward agent's graph has neither), the batch dimension dynamic
 (exported from a batch of 2, never 1, and asserted afterwards).
 """
 
@@ -29,7 +30,9 @@ class ExportError(RuntimeError):
 
 def io_specs(policy: AgentPolicy, obs_dim: int, n_actions: int, hidden_dim: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Names, shapes (``None`` = batch) and dtypes of the graph's inputs and outputs
-    (``n_actions`` is the action vector's size for a continuous actor)."""
+    (``n_actions`` is the action vector's size for a continuous actor). Only
+    the policy's own names are listed: no ``hidden``/``hidden_out`` for a
+    feed-forward policy (``hidden_dim`` is then unused)."""
     continuous = "avail_actions" not in policy.input_names
     shapes_in = {
         "obs": ([None, obs_dim], "float32"),

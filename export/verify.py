@@ -1,10 +1,10 @@
 """Checks that an exported bundle is the trained team.
 
 1. ``onnx.checker`` full check of every graph.
-2. Parity: multi-step recurrent rollouts on the run's own env, with messages
+2. Parity: multi-step rollouts on the run's own env, with messages
    routed by the run's topology, played by the torch team and, in lock-step
    on the same observations, by the bundle's ONNX Runtime policies (each with
-   its own hidden state and messages). Reports max |Δ| of every output and
+   its own hidden state, if recurrent, and messages). Reports max |Δ| of every output and
    the greedy action agreement; the torch actions drive the env.
 3. An independent second opinion: ``onnx.reference.ReferenceEvaluator`` (pure
    numpy) on a few steps of each graph against the torch per-agent policy.
@@ -115,17 +115,19 @@ def parity(net: RNNAgent, bundle: Bundle, seed: int = 0, min_steps: int = 200, m
     ref = TorchTeamPolicy(net, n_envs, np.random.default_rng(0))
     cand = BundleTeamPolicy(bundle, n_envs)
     discrete = not net.continuous
-    compare = (["q"] if discrete else []) + ["hidden_out"] + (["msg_out"] if bundle.communicates else [])
+    compare = (["q"] if discrete else []) + (["hidden_out"] if bundle.recurrent else []) + (["msg_out"] if bundle.communicates else [])
     with torch.no_grad():
         return lockstep(ref, cand, bundle, compare, n_envs, seed, min_steps, min_episodes)
 
 
 def reference_check(net: RNNAgent, bundle: Bundle, steps: int = 3, batch: int = 2) -> float:
-    """Max |Δ| between onnx.reference and the torch per-agent policy over a few recurrent steps."""
+    """Max |Δ| between onnx.reference and the torch per-agent policy over a few
+    steps (recurrent policies carry their hidden state from step to step)."""
     import onnx
     from onnx.reference import ReferenceEvaluator
 
     worst = 0.0
+    recurrent = bundle.recurrent
     for i in range(bundle.n_agents):
         pol = net.agent_policy(i).eval()
         ev = ReferenceEvaluator(onnx.load(str(bundle.agent(i).policy_path)))
@@ -134,17 +136,19 @@ def reference_check(net: RNNAgent, bundle: Bundle, steps: int = 3, batch: int = 
         for t in range(steps):
             args = list(example_inputs(bundle.inputs, batch=batch, seed=100 * i + t))
             names = [x["name"] for x in bundle.inputs]
-            hpos = names.index("hidden")
-            args[hpos] = h_t
+            if recurrent:
+                args[names.index("hidden")] = h_t
             with torch.no_grad():
                 out_t = pol(*args)
             feeds = {n: a.numpy() for n, a in zip(names, args)}
-            feeds["hidden"] = h_r
+            if recurrent:
+                feeds["hidden"] = h_r
             out_r = ev.run(None, feeds)
             for a, b in zip(out_t, out_r):
                 worst = max(worst, float(np.abs(a.numpy().astype(np.float64) - np.asarray(b, dtype=np.float64)).max()))
-            h_t = out_t[1]
-            h_r = np.asarray(out_r[1], dtype=np.float32)
+            if recurrent:
+                h_t = out_t[1]
+                h_r = np.asarray(out_r[1], dtype=np.float32)
     return worst
 
 
@@ -172,7 +176,7 @@ def quantized_agreement(fp32: Bundle, int8_models: list[Path], seed: int = 0, mi
     pols = [OrtPolicy(p, fp32.inputs, fp32.outputs, batch=n_envs, where=f"agent {i} (int8)") for i, p in enumerate(int8_models)]
     cand = BundleTeamPolicy(fp32, n_envs, policies=pols)
     discrete = bool(fp32.manifest["env_spec"].get("n_actions"))
-    compare = ["q"] if discrete else ["hidden_out"]
+    compare = ["q"] if discrete else (["hidden_out"] if fp32.recurrent else [])  # a feed-forward box actor: |Δaction| only
     # continuous actions "agree" within 1 % of the box's half-width (int8 weights cannot give 1e-5)
     tol = PARITY_TOL if discrete else INT8_CONTINUOUS_TOL * float(fp32.manifest["env_spec"].get("action_high") or 1.0)
     out = lockstep(ref, cand, fp32, compare, n_envs, seed, min_steps, min_episodes=8, tol=tol)

@@ -9,8 +9,9 @@ A bundle is a folder::
 
 ``swarm.json`` holds ``format`` ("marl-edge-bundle"), ``format_version``, the
 env spec and options, the topology (as ``Topology.to_dict``), the message
-size, the policy's inputs and outputs with shapes (``null`` = the dynamic
-batch), the agents with each file's sha256, the source run and checkpoint,
+size, whether the policies are recurrent (``recurrent``: a ``hidden`` input
+and ``hidden_out`` output; feed-forward ones have neither), the policy's
+inputs and outputs with shapes (``null`` = the dynamic batch), the agents with each file's sha256, the source run and checkpoint,
 and the export's verification results. The runtime refuses a bundle whose
 checksum, version or shapes do not match, with a message that names the
 mismatch.
@@ -85,6 +86,11 @@ class Bundle:
         return int(self.manifest["hidden_dim"])
 
     @property
+    def recurrent(self) -> bool:
+        """Whether the policies carry a hidden state (a ``hidden`` input); feed-forward ones do not."""
+        return any(x["name"] == "hidden" for x in self.manifest["inputs"])
+
+    @property
     def inputs(self) -> list[dict[str, Any]]:
         return self.manifest["inputs"]
 
@@ -133,6 +139,10 @@ def check_manifest(m: dict[str, Any], where: Path) -> None:
     for key in ("env", "env_spec", "agents", "inputs", "outputs", "hidden_dim"):
         if key not in m:
             raise BundleError(f"{where}: manifest lacks {key!r}; re-export the bundle with marl-export")
+    has_hidden = isinstance(m["inputs"], list) and any(isinstance(x, dict) and x.get("name") == "hidden" for x in m["inputs"])
+    if "recurrent" in m and bool(m["recurrent"]) != has_hidden:
+        raise BundleError(f"{where}: manifest says recurrent={m['recurrent']} but the policy inputs {'have' if has_hidden else 'lack'} 'hidden'; "
+                          "re-export the bundle with marl-export")
     n = m["env_spec"].get("n_agents")
     if not isinstance(m["agents"], list) or len(m["agents"]) != n:
         raise BundleError(f"{where}: manifest lists {len(m['agents']) if isinstance(m['agents'], list) else '?'} agents, env spec says {n}")

@@ -7,8 +7,9 @@ threads only hurt p99 at batch 1), all graph optimisations on. Inputs and
 outputs are numpy arrays bound once with io-binding (the OrtValues share
 their memory), so a step copies the new observation in, runs, and reads the
 outputs in place: no per-call allocation and no ``session.run`` argument
-marshalling. The hidden state is carried from ``hidden_out`` to ``hidden``
-inside the wrapper.
+marshalling. The hidden state of a recurrent graph is carried from
+``hidden_out`` to ``hidden`` inside the wrapper; a feed-forward graph (no
+``hidden`` input) has none, and ``reset`` is then a no-op.
 """
 
 from __future__ import annotations
@@ -65,7 +66,9 @@ class OrtPolicy:
     takes ``avail_actions=None``), msg_out [b, d] or None, q/logits [b, A] or
     None)``; the arrays are
     the wrapper's own output buffers (copy them to keep them past the next
-    call). ``reset(mask=None)`` zeroes the hidden state (of the rows in mask).
+    call). ``reset(mask=None)`` zeroes the hidden state (of the rows in mask);
+    ``recurrent`` is False for a feed-forward graph (no ``hidden`` input,
+    nothing to reset, ``hidden`` is None).
     """
 
     def __init__(
@@ -93,6 +96,9 @@ class OrtPolicy:
             v = ort.OrtValue.ortvalue_from_numpy(arr)
             self._values.append(v)
             bind(spec["name"], v)
+        self.recurrent = "hidden" in self.buf
+        if self.recurrent != ("hidden_out" in self.buf):
+            raise BundleError(f"{where}: a recurrent graph has both 'hidden' and 'hidden_out', a feed-forward one neither")
         self.communicates = "msg_in" in self.buf
         self.takes_prev_action = "prev_action" in self.buf
         self.continuous = "avail_actions" not in self.buf
@@ -112,6 +118,8 @@ class OrtPolicy:
         return cls(entry.policy_path, manifest["inputs"], manifest["outputs"], batch, threads, where=str(entry.policy_path))
 
     def reset(self, mask: np.ndarray | None = None) -> None:
+        if not self.recurrent:
+            return
         h = self.buf["hidden"]
         if mask is None:
             h[:] = 0.0
@@ -119,8 +127,8 @@ class OrtPolicy:
             h[np.asarray(mask, dtype=bool)] = 0.0
 
     @property
-    def hidden(self) -> np.ndarray:
-        return self.buf["hidden"]
+    def hidden(self) -> np.ndarray | None:
+        return self.buf["hidden"] if self.recurrent else None
 
     def act(
         self,
@@ -145,5 +153,6 @@ class OrtPolicy:
             else:
                 np.copyto(b["prev_action"], prev_action, casting="same_kind")
         self.sess.run_with_iobinding(self.io)
-        np.copyto(b["hidden"], b["hidden_out"])
+        if self.recurrent:
+            np.copyto(b["hidden"], b["hidden_out"])
         return b["action"], (b["msg_out"] if self.communicates else None), (b[self.diag] if self.diag else None)

@@ -60,7 +60,10 @@ class BundleTeamPolicy:
         self.last[mask] = 0.0
 
     @property
-    def hidden(self) -> np.ndarray:
+    def hidden(self) -> np.ndarray | None:
+        """[n_envs, n, hidden_dim]; None for feed-forward policies (no state)."""
+        if not self.bundle.recurrent:
+            return None
         return np.stack([p.hidden for p in self.policies], axis=1)
 
     def act(self, ts: TimeStep) -> np.ndarray:

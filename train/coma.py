@@ -26,13 +26,13 @@ from ..envs import EnvSpec
 from ..envs.topology import Topology
 from .buffer import EpisodeBuffer
 from .comm import CommConfig, drop_messages
-from .config import ConfigError
+from .config import AgentNetConfig, ConfigError
 from .networks import NEG_INF, RNNAgent
 from .q_learner import TorchTeamPolicy, lambda_returns
 
 
 @dataclass
-class COMAConfig(CommConfig):
+class COMAConfig(AgentNetConfig, CommConfig):
     hidden_dim: int = 64
     agent_id: bool = True
     shared: bool = True
@@ -97,7 +97,8 @@ class COMALearner:
         self.spec, self.cfg, self.total_steps = spec, cfg, total_steps
         self.topology = topology if topology is not None or not cfg.communicates else cfg.build_topology(spec)
         k_max = self.topology.k_max if self.topology is not None else 0
-        self.net = RNNAgent(spec.obs_dim, spec.n_actions, spec.n_agents, cfg.hidden_dim, cfg.agent_id, cfg.last_action, cfg.shared, cfg, k_max, head="logits")
+        self.net = RNNAgent(spec.obs_dim, spec.n_actions, spec.n_agents, cfg.hidden_dim, cfg.agent_id, cfg.last_action, cfg.shared, cfg, k_max, head="logits",
+                           recurrent=cfg.recurrent)
         self.critic = COMACritic(spec.state_dim, spec.n_agents, spec.n_actions, cfg.critic_hidden)
         self.target_critic = copy.deepcopy(self.critic)
         self.optim = torch.optim.Adam(

@@ -47,6 +47,14 @@ class RunConfig:
             raise ConfigError("eval_episodes must be >= 0")
 
 
+@dataclass
+class AgentNetConfig:
+    """Agent-network keys shared by every learner (``--set recurrent=false``);
+    each learner's config mixes it in next to ``train.comm.CommConfig``."""
+
+    recurrent: bool = True  # False: a feed-forward (MLP) agent; no hidden state in the exported policy
+
+
 def _parse_literal(text: str) -> Any:
     low = text.strip().lower()
     if low in ("true", "yes", "on"):

@@ -30,13 +30,13 @@ from ..envs import EnvSpec
 from ..envs.topology import Topology
 from .buffer import EpisodeBuffer
 from .comm import CommConfig, drop_messages
-from .config import ConfigError
+from .config import AgentNetConfig, ConfigError
 from .networks import NEG_INF, RNNAgent
 from .q_learner import TorchTeamPolicy
 
 
 @dataclass
-class MADDPGConfig(CommConfig):
+class MADDPGConfig(AgentNetConfig, CommConfig):
     hidden_dim: int = 64
     agent_id: bool = True
     shared: bool = True
@@ -110,7 +110,7 @@ class MADDPGLearner:
         self.topology = topology if topology is not None or not cfg.communicates else cfg.build_topology(spec)
         k_max = self.topology.k_max if self.topology is not None else 0
         self.net = RNNAgent(spec.obs_dim, self.act_dim, spec.n_agents, cfg.hidden_dim, cfg.agent_id, False, cfg.shared, cfg, k_max,
-                            head="logits" if self.discrete else "action", action_scale=self.high)
+                            head="logits" if self.discrete else "action", action_scale=self.high, recurrent=cfg.recurrent)
         self.critic = JointCritic(spec.state_dim, spec.n_agents, self.act_dim, cfg.critic_hidden)
         self.target_net = copy.deepcopy(self.net)
         self.target_critic = copy.deepcopy(self.critic)

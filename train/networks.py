@@ -4,6 +4,13 @@
 with parameter sharing and an agent-id one-hot (or one network per agent),
 optionally with a message head (``train.comm``): the aggregated inbox joins
 the input layer and ``msg_out`` is emitted from the new hidden state.
+With ``recurrent=False`` (config key ``recurrent``) each core is a
+feed-forward MLP instead (fc -> ReLU -> fc -> ReLU -> fc): no state crosses
+steps, ``msg_out`` comes from the last hidden activation, and the exported
+graph has no ``hidden`` input or ``hidden_out`` output. The team-level
+``forward`` still takes and returns a ``hidden`` tensor (the input one is
+ignored, the returned one is that last activation) so learners carry it
+unchanged.
 Training calls it on the whole team at once (``forward``, ``unroll``);
 deployment calls ``AgentPolicy``, the per-agent view of the *same*
 parameters with the signature of DESIGN.md contract 4 and the agent id
@@ -16,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .comm import CommConfig, MessageHead, gather_inbox
+from .comm import AttentionAggregator, CommConfig, MessageHead, gather_inbox
 
 NEG_INF = -1e10  # masked-out Q value; finite so ONNX and fp16 stay well defined
 
@@ -28,18 +35,42 @@ def masked_greedy(q: torch.Tensor, avail: torch.Tensor) -> torch.Tensor:
 
 class AgentCore(nn.Module):
     """[x, aggregated inbox] -> fc -> ReLU -> GRUCell -> fc (Q values or logits)
-    and, when communicating, -> msg_out. One agent, any leading batch shape."""
+    and, when communicating, -> msg_out. One agent, any leading batch shape.
 
-    def __init__(self, in_dim: int, n_out: int, hidden_dim: int, comm: CommConfig | None = None) -> None:
+    ``recurrent=False``: [x, inbox] -> fc1 -> ReLU -> fc_hidden -> ReLU -> fc2;
+    ``h`` is ignored on input and the returned "hidden" is the last hidden
+    activation (``msg_out`` is emitted from it). The attention aggregator's
+    query then sees the input only (there is no previous state)."""
+
+    def __init__(self, in_dim: int, n_out: int, hidden_dim: int, comm: CommConfig | None = None, recurrent: bool = True) -> None:
         super().__init__()
+        self.recurrent = recurrent
         self.msg = MessageHead(comm, in_dim, hidden_dim) if comm is not None and comm.communicates else None
+        if self.msg is not None and not recurrent and isinstance(self.msg.agg, AttentionAggregator):
+            assert comm is not None
+            self.msg.agg = AttentionAggregator(in_dim, 0, comm.msg_dim, comm.attn_dim, comm.top_k)  # query from the input alone
         self.fc1 = nn.Linear(in_dim + (self.msg.out_dim if self.msg is not None else 0), hidden_dim)
-        self.rnn = nn.GRUCell(hidden_dim, hidden_dim)
+        if recurrent:
+            self.rnn = nn.GRUCell(hidden_dim, hidden_dim)
+        else:
+            self.fc_hidden = nn.Linear(hidden_dim, hidden_dim)
         self.fc2 = nn.Linear(hidden_dim, n_out)
 
+    def mlp_hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """Feed-forward core: [x, inbox] -> the last hidden activation (any leading shape)."""
+        return F.relu(self.fc_hidden(F.relu(self.fc1(x))))
+
     def forward(
-        self, x: torch.Tensor, h: torch.Tensor, msg_in: torch.Tensor | None = None, msg_mask: torch.Tensor | None = None
+        self, x: torch.Tensor, h: torch.Tensor | None, msg_in: torch.Tensor | None = None, msg_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        if not self.recurrent:
+            if self.msg is not None:
+                if msg_in is None or msg_mask is None:
+                    raise ValueError("this agent communicates: pass msg_in [b, k_max, d] and msg_mask [b, k_max]")
+                x = torch.cat([x, self.msg.aggregate(x, x[..., :0], msg_in, msg_mask)], dim=-1)
+            a = self.mlp_hidden(x)
+            return self.fc2(a), a, None if self.msg is None else self.msg.emit(a)
+        assert h is not None, "a recurrent core needs its hidden state"
         if self.msg is None:
             h = self.rnn(F.relu(self.fc1(x)), h)
             return self.fc2(h), h, None
@@ -66,8 +97,10 @@ class RNNAgent(nn.Module):
         k_max: int = 0,
         head: str = "q",
         action_scale: float = 1.0,
+        recurrent: bool = True,
     ) -> None:
         super().__init__()
+        self.recurrent = bool(recurrent)  # False: feed-forward cores, no hidden state in the exported graph
         if head not in ("q", "logits", "action"):
             raise ValueError(f"head must be q, logits or action, got {head!r}")
         self.head = head  # what the output is called in the exported graph
@@ -88,7 +121,7 @@ class RNNAgent(nn.Module):
         in_dim = obs_dim + (n_agents if self.agent_id else 0) + (n_actions if last_action else 0)
         self.in_dim = in_dim
         n_cores = 1 if shared else n_agents
-        self.cores = nn.ModuleList(AgentCore(in_dim, n_actions, hidden_dim, comm) for _ in range(n_cores))
+        self.cores = nn.ModuleList(AgentCore(in_dim, n_actions, hidden_dim, comm, self.recurrent) for _ in range(n_cores))
         self.register_buffer("ids", torch.eye(n_agents), persistent=False)
 
     def init_hidden(self, batch: int) -> torch.Tensor:
@@ -108,22 +141,25 @@ class RNNAgent(nn.Module):
     def forward(
         self,
         obs: torch.Tensor,
-        hidden: torch.Tensor,
+        hidden: torch.Tensor | None,
         last_action: torch.Tensor | None = None,
         msg_in: torch.Tensor | None = None,
         msg_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """obs [B, n, obs_dim], hidden [B, n, h] (+ msg_in [B, n, k, d], msg_mask [B, n, k])
-        -> q [B, n, A], hidden [B, n, h], msg_out [B, n, d] (None without messages)."""
+        -> q [B, n, A], hidden [B, n, h], msg_out [B, n, d] (None without messages).
+        Feed-forward (``recurrent=False``): ``hidden`` is ignored (may be None) and
+        the returned one is the last hidden activation."""
         x = self.build_inputs(obs, last_action)
         B, n = x.shape[:2]
         if self.shared:
             mi = None if msg_in is None else msg_in.reshape(B * n, *msg_in.shape[2:])
             mm = None if msg_mask is None else msg_mask.reshape(B * n, -1)
-            q, h, m = self.cores[0](x.reshape(B * n, -1), hidden.reshape(B * n, -1), mi, mm)
+            hh = None if hidden is None else hidden.reshape(B * n, -1)
+            q, h, m = self.cores[0](x.reshape(B * n, -1), hh, mi, mm)
             return q.view(B, n, -1), h.view(B, n, -1), None if m is None else m.view(B, n, -1)
         outs = [
-            core(x[:, i], hidden[:, i], None if msg_in is None else msg_in[:, i], None if msg_mask is None else msg_mask[:, i])
+            core(x[:, i], None if hidden is None else hidden[:, i], None if msg_in is None else msg_in[:, i], None if msg_mask is None else msg_mask[:, i])
             for i, core in enumerate(self.cores)
         ]
         msg = None if outs[0][2] is None else torch.stack([o[2] for o in outs], 1)
@@ -164,6 +200,9 @@ class RNNAgent(nn.Module):
         emitted at t feeds the neighbours' input at t + 1), so they unroll
         step by step with the inbox routing ``inbox_idx/inbox_mask
         [B, T, n, k]``; gradients flow from receivers into senders.
+
+        Feed-forward agents (``recurrent=False``) without messages run every
+        step of every sequence in one batched pass through the MLP.
         """
         if self.communicates:
             if inbox_idx is None or inbox_mask is None:
@@ -184,6 +223,9 @@ class RNNAgent(nn.Module):
         outs = []
         for i, core in enumerate(self.cores):
             xi = x if self.shared else x[:, :, i : i + 1]
+            if not self.recurrent:
+                outs.append(core.fc2(core.mlp_hidden(xi)))  # [B, T, m, A]: no state, all steps at once
+                continue
             m = xi.shape[2]
             seq = F.relu(core.fc1(xi)).permute(1, 0, 2, 3).reshape(T, B * m, -1)  # [T, B*m, h]
             h0 = seq.new_zeros(1, B * m, self.hidden_dim)
@@ -201,12 +243,14 @@ class AgentPolicy(nn.Module):
     """One agent's acting graph (DESIGN.md contract 4), sharing ``net``'s weights.
 
     Inputs, in this order (``input_names``): ``obs [b, obs_dim]``,
-    ``avail_actions [b, A]`` (bool or 0/1), ``hidden [b, h]``; when
-    communicating ``msg_in [b, k_max, d]`` and ``msg_mask [b, k_max]`` (bool
-    or 0/1); when the network takes it ``prev_action [b, A]`` (one-hot of this
-    agent's previous action, zeros at the first step).
+    ``avail_actions [b, A]`` (bool or 0/1), ``hidden [b, h]`` (recurrent
+    agents only); when communicating ``msg_in [b, k_max, d]`` and ``msg_mask
+    [b, k_max]`` (bool or 0/1); when the network takes it ``prev_action [b, A]``
+    (one-hot of this agent's previous action, zeros at the first step).
     Outputs (``output_names``): ``action [b]`` (masked greedy, int64),
-    ``hidden_out [b, h]``, ``msg_out [b, d]`` (when communicating), ``q [b, A]``.
+    ``hidden_out [b, h]`` (recurrent agents only), ``msg_out [b, d]`` (when
+    communicating), ``q [b, A]``. A feed-forward agent's graph is called
+    without the hidden slot: ``policy(obs, avail_actions, msg_in, ...)``.
     """
 
     def __init__(self, net: RNNAgent, agent: int) -> None:
@@ -215,6 +259,7 @@ class AgentPolicy(nn.Module):
             raise ValueError(f"agent {agent} out of range 0..{net.n_agents - 1}")
         self.agent = agent
         self.core = net.cores[0 if net.shared else agent]
+        self.recurrent = net.recurrent
         self.takes_prev_action = net.last_action
         self.communicates = net.communicates
         self.head = net.head
@@ -226,20 +271,28 @@ class AgentPolicy(nn.Module):
 
     @property
     def input_names(self) -> list[str]:
-        return ["obs", "avail_actions", "hidden"] + (["msg_in", "msg_mask"] if self.communicates else []) + (
+        return ["obs", "avail_actions"] + (["hidden"] if self.recurrent else []) + (["msg_in", "msg_mask"] if self.communicates else []) + (
             ["prev_action"] if self.takes_prev_action else []
         )
 
     @property
     def output_names(self) -> list[str]:
-        return ["action", "hidden_out"] + (["msg_out"] if self.communicates else []) + [self.head]
+        return ["action"] + (["hidden_out"] if self.recurrent else []) + (["msg_out"] if self.communicates else []) + [self.head]
 
-    def forward(self, obs: torch.Tensor, avail_actions: torch.Tensor, hidden: torch.Tensor, *extra: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
-        extra_l = list(extra)
+    def _split_hidden(self, rest: tuple[torch.Tensor | None, ...]) -> tuple[torch.Tensor | None, list[torch.Tensor | None]]:
+        """(hidden, the inputs after it): recurrent graphs take ``hidden`` first, feed-forward ones have no such slot."""
+        if not self.recurrent:
+            return None, list(rest)
+        if not rest or rest[0] is None:
+            raise ValueError(f"this agent is recurrent: inputs are {', '.join(self.input_names)}")
+        return rest[0], list(rest[1:])
+
+    def forward(self, obs: torch.Tensor, avail_actions: torch.Tensor, *rest: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        hidden, extra_l = self._split_hidden(rest)
         msg_in = msg_mask = prev_action = None
         if self.communicates:
             if len(extra_l) < 2:
-                raise ValueError("this agent communicates: inputs are obs, avail_actions, hidden, msg_in, msg_mask[, prev_action]")
+                raise ValueError(f"this agent communicates: inputs are {', '.join(self.input_names)}")
             msg_in, msg_mask = extra_l.pop(0), extra_l.pop(0)
         if self.takes_prev_action and extra_l:
             prev_action = extra_l.pop(0)
@@ -253,15 +306,15 @@ class AgentPolicy(nn.Module):
         x = torch.cat(parts, dim=-1) if len(parts) > 1 else obs
         q, h, msg = self.core(x, hidden, msg_in, msg_mask)
         action = masked_greedy(q, avail_actions)
-        return (action, h, msg, q) if msg is not None else (action, h, q)
+        return (action,) + ((h,) if self.recurrent else ()) + ((msg,) if msg is not None else ()) + (q,)
 
 
 class ContinuousAgentPolicy(AgentPolicy):
     """A deterministic continuous actor's graph: no availability mask, no diagnostic head.
 
-    Inputs: ``obs [b, obs_dim]``, ``hidden [b, h]`` (+ ``msg_in``, ``msg_mask``).
+    Inputs: ``obs [b, obs_dim]``, ``hidden [b, h]`` (recurrent only) (+ ``msg_in``, ``msg_mask``).
     Outputs: ``action [b, action_dim]`` float32 (``action_scale * tanh``),
-    ``hidden_out [b, h]`` (+ ``msg_out [b, d]``).
+    ``hidden_out [b, h]`` (recurrent only) (+ ``msg_out [b, d]``).
     """
 
     def __init__(self, net: RNNAgent, agent: int) -> None:
@@ -270,18 +323,19 @@ class ContinuousAgentPolicy(AgentPolicy):
 
     @property
     def input_names(self) -> list[str]:
-        return ["obs", "hidden"] + (["msg_in", "msg_mask"] if self.communicates else [])
+        return ["obs"] + (["hidden"] if self.recurrent else []) + (["msg_in", "msg_mask"] if self.communicates else [])
 
     @property
     def output_names(self) -> list[str]:
-        return ["action", "hidden_out"] + (["msg_out"] if self.communicates else [])
+        return ["action"] + (["hidden_out"] if self.recurrent else []) + (["msg_out"] if self.communicates else [])
 
-    def forward(self, obs: torch.Tensor, hidden: torch.Tensor, *extra: torch.Tensor | None) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
+    def forward(self, obs: torch.Tensor, *rest: torch.Tensor | None) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
+        hidden, extra = self._split_hidden(rest)
         msg_in = msg_mask = None
         extra_l = [e for e in extra if e is not None]
         if self.communicates:
             if len(extra_l) < 2:
-                raise ValueError("this agent communicates: inputs are obs, hidden, msg_in, msg_mask")
+                raise ValueError(f"this agent communicates: inputs are {', '.join(self.input_names)}")
             msg_in, msg_mask = extra_l[0], extra_l[1]
             extra_l = extra_l[2:]
         if extra_l:
@@ -292,4 +346,4 @@ class ContinuousAgentPolicy(AgentPolicy):
         x = torch.cat(parts, dim=-1) if len(parts) > 1 else obs
         out, h, msg = self.core(x, hidden, msg_in, msg_mask)
         action = torch.tanh(out) * self.scale
-        return (action, h, msg) if msg is not None else (action, h)
+        return (action,) + ((h,) if self.recurrent else ()) + ((msg,) if msg is not None else ())

@@ -32,13 +32,13 @@ from ..envs import EnvSpec
 from ..envs.topology import Topology
 from .buffer import EpisodeBuffer
 from .comm import CommConfig, drop_messages
-from .config import ConfigError
+from .config import AgentNetConfig, ConfigError
 from .networks import NEG_INF, RNNAgent
 from .q_learner import TorchTeamPolicy
 
 
 @dataclass
-class PPOConfig(CommConfig):
+class PPOConfig(AgentNetConfig, CommConfig):
     """Settings shared by MAPPO and IPPO (defaults after Yu et al. 2022's MAPPO)."""
 
     hidden_dim: int = 64
@@ -170,7 +170,8 @@ class PPOLearner:
         self.spec, self.cfg, self.total_steps = spec, cfg, total_steps
         self.topology = topology if topology is not None or not cfg.communicates else cfg.build_topology(spec)
         k_max = self.topology.k_max if self.topology is not None else 0
-        self.net = RNNAgent(spec.obs_dim, spec.n_actions, spec.n_agents, cfg.hidden_dim, cfg.agent_id, cfg.last_action, cfg.shared, cfg, k_max, head="logits")
+        self.net = RNNAgent(spec.obs_dim, spec.n_actions, spec.n_agents, cfg.hidden_dim, cfg.agent_id, cfg.last_action, cfg.shared, cfg, k_max, head="logits",
+                           recurrent=cfg.recurrent)
         if critic == "state":
             self.critic: nn.Module = StateCritic(spec.state_dim, spec.n_agents, cfg.critic_hidden)
         else:

@@ -20,13 +20,13 @@ from ..envs import EnvSpec, TimeStep
 from ..envs.topology import Topology
 from .buffer import EpisodeBuffer
 from .comm import CommConfig, drop_messages
-from .config import ConfigError
+from .config import AgentNetConfig, ConfigError
 from .mixers import QMixer, VDNMixer
 from .networks import NEG_INF, RNNAgent, masked_greedy
 
 
 @dataclass
-class QLearnerConfig(CommConfig):
+class QLearnerConfig(AgentNetConfig, CommConfig):
     """Settings shared by IQL, VDN and QMIX (defaults after PyMARL/EPyMARL);
     the message keys (comm, topology, msg_dim, ...) come from ``CommConfig``."""
 
@@ -210,7 +210,8 @@ class QLearner:
         self.topology = topology if topology is not None or not cfg.communicates else cfg.build_topology(spec)
         k_max = self.topology.k_max if self.topology is not None else 0
         self.net = RNNAgent(
-            spec.obs_dim, spec.n_actions, spec.n_agents, cfg.hidden_dim, cfg.agent_id, cfg.last_action, cfg.shared, cfg, k_max
+            spec.obs_dim, spec.n_actions, spec.n_agents, cfg.hidden_dim, cfg.agent_id, cfg.last_action, cfg.shared, cfg, k_max,
+            recurrent=cfg.recurrent,
         )
         if mixer == "qmix":
             assert isinstance(cfg, QMIXConfig)
