@@ -5,10 +5,9 @@ Three policies, each built directly from the training code's networks
 (``train.networks.RNNAgent`` with random weights; latency does not depend on
 what the weights learned) and exported with the exporter (``export.graph``):
 
-    small      the smallest agent the code supports. There is no feed-forward
-               (MLP) agent: every agent is fc -> GRUCell -> fc. So this
-               column is the recurrent agent with a small hidden size
-               (``--small-hidden``, default 16), no messages.
+    mlp        the feed-forward agent (``recurrent=false``: fc -> ReLU -> fc ->
+               ReLU -> fc, hidden size ``--mlp-hidden``, default ``--hidden``),
+               no messages; its graph has no hidden input or output.
     gru        the default recurrent agent (``--hidden``, default 64), no messages.
     attention  the same recurrent agent with comm=attention (TarMAC-like
                aggregator over ``k_max`` inbox slots) and a message head.
@@ -17,9 +16,9 @@ Each policy is timed three ways, one call at a time:
 
     torch      the per-agent torch module exactly as exported
                (``AgentPolicy``), under ``torch.no_grad()``, on tensors made
-               beforehand; the hidden state is carried from the output.
+               beforehand; the hidden state (if any) is carried from the output.
     wrapper    ``runtime.policy.OrtPolicy.act`` -- what the deployed agent
-               calls each step: copy the inputs in, run, carry the hidden.
+               calls each step: copy the inputs in, run, carry the hidden (if any).
     bare ORT   ``session.run_with_iobinding`` on inputs and outputs bound
                once (same session options as the wrapper): the floor.
 
@@ -84,17 +83,18 @@ def build_policies(args: argparse.Namespace) -> list[dict[str, Any]]:
     spec = env.spec
     env.close()
     topo = parse_topology(args.topology, spec.n_agents)
+    mlp_hidden = args.mlp_hidden or args.hidden
     configs = [
-        ("small", f"GRU h={args.small_hidden}, no comm (no MLP agent exists)", args.small_hidden, None),
-        ("gru", f"GRU h={args.hidden}, no comm", args.hidden, None),
+        ("mlp", f"MLP h={mlp_hidden} (recurrent=false), no comm", mlp_hidden, None, False),
+        ("gru", f"GRU h={args.hidden}, no comm", args.hidden, None, True),
         ("attention", f"GRU h={args.hidden}, comm=attention d={args.msg_dim} k_max={topo.k_max}", args.hidden,
-         CommConfig(comm="attention", topology=args.topology, msg_dim=args.msg_dim)),
+         CommConfig(comm="attention", topology=args.topology, msg_dim=args.msg_dim), True),
     ]
     out = []
-    for i, (name, desc, hidden, comm) in enumerate(configs):
+    for i, (name, desc, hidden, comm, recurrent) in enumerate(configs):
         torch.manual_seed(i)
         net = RNNAgent(spec.obs_dim, spec.n_actions, spec.n_agents, hidden_dim=hidden, comm=comm,
-                       k_max=topo.k_max if comm is not None else 0).eval()
+                       k_max=topo.k_max if comm is not None else 0, recurrent=recurrent).eval()
         pol = net.agent_policy(0).eval()
         ins, outs = io_specs(pol, spec.obs_dim, spec.n_actions, hidden)
         model = export_policy(pol, ins, outs)
@@ -129,10 +129,17 @@ def torch_caller(p: dict[str, Any], sets: list[dict[str, np.ndarray]]) -> Callab
     pol = p["policy"]
     names = [x["name"] for x in p["inputs"]]
     tsets = [[torch.from_numpy(s[k].copy()) for k in names] for s in sets]
-    hi = names.index("hidden")
-    state = {"h": torch.zeros_like(tsets[0][hi])}
     m = len(tsets)
     no_grad = torch.no_grad
+    if "hidden" not in names:  # feed-forward: nothing to carry
+
+        def call_ff(i: int) -> None:
+            with no_grad():
+                pol(*tsets[i % m])
+
+        return call_ff
+    hi = names.index("hidden")
+    state = {"h": torch.zeros_like(tsets[0][hi])}
 
     def call(i: int) -> None:
         args = tsets[i % m]
@@ -212,7 +219,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--env", default="spread", help="env whose obs/action sizes the policies take (default spread)")
     ap.add_argument("--hidden", type=int, default=64, help="hidden size of the gru and attention policies (the learners' default)")
-    ap.add_argument("--small-hidden", type=int, default=16, help="hidden size of the smallest policy")
+    ap.add_argument("--mlp-hidden", type=int, default=None, help="hidden size of the mlp policy (default: --hidden)")
     ap.add_argument("--msg-dim", type=int, default=8)
     ap.add_argument("--topology", default="broadcast", help="topology of the attention policy (sets k_max)")
     ap.add_argument("--calls", type=int, default=2000, help="timed calls per repeat per policy x method")
