@@ -25,12 +25,14 @@ from .common import debug_option, emit_json, run_command
 def export_cmd(run_dir, out, step, quantize, min_agreement, opset, parity_steps, force, as_json, debug):
     """Export the per-agent policies of RUN_DIR (made by marl-train) as a bundle.
 
-    Each agent gets agent_<i>/policy.onnx (inputs obs, avail_actions, hidden
-    [, msg_in, msg_mask]; outputs action, hidden_out [, msg_out], q) and
+    Each agent gets agent_<i>/policy.onnx (inputs obs [, avail_actions]
+    [, hidden] [, msg_in, msg_mask]; outputs action [, hidden_out]
+    [, msg_out] [, q | logits]; see docs/export.md) and
     agent_<i>/agent.json; swarm.json describes the team. Mixers and target
     networks are left out. The export is checked (onnx.checker, a torch vs
     ONNX Runtime replay of recurrent rollouts with messages, onnx.reference)
-    and fails if any output differs by more than 1e-5 or any action differs."""
+    and fails if any output differs by more than 1e-5 (onnx.reference: 1e-4)
+    or any action differs."""
     from ..export.bundle import export_run
     from ..train.config import ConfigError
 

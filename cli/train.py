@@ -28,7 +28,8 @@ def _help() -> str:
         f"(e.g. env.n_agents=8) and run keys ({', '.join(RUN_SET_KEYS)}).\n\n"
         "Messages: comm=none|mean|knn|attention, topology=broadcast|knn:K|range:R|graph:ring|grid|FILE, "
         "msg_dim=D, comm_k=K (knn aggregator), comm_reduce=mean|sum, top_k=K (attention), msg_dropout=P "
-        "(e.g. --env scout --set comm=attention --set topology=knn:2)."
+        "(e.g. --env scout --set comm=attention --set topology=knn:2).\n\n"
+        "Agent network: hidden_dim=H, recurrent=true|false (GRU or feed-forward), shared=true|false, agent_id, last_action."
     )
 
 

@@ -68,6 +68,7 @@ def bundles(tmp_path_factory, make_bundle):
     return {
         "talk-prev": make_bundle(root, "talk_prev", steps=600, env_options=four, comm="attention", topology="knn:2", top_k=1, last_action=True),
         "silent": make_bundle(root, "silent", steps=600, env_options=four),
+        "ff-talk": make_bundle(root, "ff_talk", steps=600, env_options=four, comm="mean", topology="knn:2", recurrent="false"),
         "box-talk": _make_continuous_bundle(root, "box_talk"),
     }
 
@@ -80,7 +81,7 @@ def test_the_example_is_short_and_needs_only_numpy_and_onnxruntime():
     assert imports <= {"json", "sys", "numpy", "onnxruntime"}, imports
 
 
-@pytest.mark.parametrize("case", ["talk-prev", "silent", "box-talk"])
+@pytest.mark.parametrize("case", ["talk-prev", "silent", "ff-talk", "box-talk"])
 def test_the_example_acts_like_the_runtime_wrapper(bundles, case, tmp_path):
     from marl_edge.runtime.policy import OrtPolicy
 
@@ -100,9 +101,10 @@ def test_the_example_acts_like_the_runtime_wrapper(bundles, case, tmp_path):
     spec = manifest["env_spec"]
     continuous = not spec.get("n_actions")
     want_in = {"talk-prev": ["obs", "avail_actions", "hidden", "msg_in", "msg_mask", "prev_action"],
-               "silent": ["obs", "avail_actions", "hidden"], "box-talk": ["obs", "hidden", "msg_in", "msg_mask"]}[case]
+               "silent": ["obs", "avail_actions", "hidden"], "box-talk": ["obs", "hidden", "msg_in", "msg_mask"],
+               "ff-talk": ["obs", "avail_actions", "msg_in", "msg_mask"]}[case]
     want_out = {"talk-prev": ["action", "hidden_out", "msg_out", "q"], "silent": ["action", "hidden_out", "q"],
-                "box-talk": ["action", "hidden_out", "msg_out"]}[case]
+                "box-talk": ["action", "hidden_out", "msg_out"], "ff-talk": ["action", "msg_out", "q"]}[case]
     assert names_in == want_in and names_out == want_out  # the tables of section 2, for these cases
 
     pol = OrtPolicy.from_agent_dir(bundle / f"agent_{agent}")
@@ -112,7 +114,9 @@ def test_the_example_acts_like_the_runtime_wrapper(bundles, case, tmp_path):
         assert set(s) == set(names_in) | set(names_out)
         arr = {k: np.asarray(v, dtype=np.float32) for k, v in s.items() if k not in ("avail_actions", "msg_mask", "action")}
         # the feeding rules of section 2, as the example applied them
-        if t == 0:
+        if "hidden" not in s:
+            assert manifest["recurrent"] is False and pol.hidden is None  # a feed-forward agent carries no state
+        elif t == 0:
             assert not arr["hidden"].any()
         else:
             assert np.array_equal(arr["hidden"], np.asarray(prev_out["hidden_out"], np.float32))
@@ -141,7 +145,8 @@ def test_the_example_acts_like_the_runtime_wrapper(bundles, case, tmp_path):
         else:
             assert s["action"] == a.tolist()
             assert np.asarray(s["avail_actions"], bool)[0, s["action"][0]]  # the greedy action is an available one
-        np.testing.assert_allclose(arr["hidden_out"], pol.hidden, rtol=1e-5, atol=1e-6)
+        if "hidden_out" in s:
+            np.testing.assert_allclose(arr["hidden_out"], pol.hidden, rtol=1e-5, atol=1e-6)
         if "msg_out" in s:
             np.testing.assert_allclose(arr["msg_out"], msg, rtol=1e-5, atol=1e-6)
             assert np.abs(arr["msg_out"]).max() <= 1.0

@@ -42,14 +42,14 @@ def build_learner(name: str, spec: EnvSpec, cfg: Any, n_envs: int, seed: int, to
     return get_algo(name).build(spec, cfg, n_envs=n_envs, seed=seed, total_steps=total_steps, topology=topology)
 
 
-register_algo("iql", IQLConfig, lambda spec, cfg, **kw: QLearner(spec, cfg, "", **kw), "independent Q-learning (recurrent, shared)")
+register_algo("iql", IQLConfig, lambda spec, cfg, **kw: QLearner(spec, cfg, "", **kw), "independent Q-learning")
 register_algo("vdn", VDNConfig, lambda spec, cfg, **kw: QLearner(spec, cfg, "vdn", **kw), "value decomposition: Q_tot = sum of Q_i")
 register_algo("qmix", QMIXConfig, lambda spec, cfg, **kw: QLearner(spec, cfg, "qmix", **kw), "monotonic hypernetwork mixer of Q_i given the state")
 
 from .ppo import IPPOConfig, MAPPOConfig, PPOLearner  # noqa: E402  (after the value learners: registry order = help order)
 
-register_algo("mappo", MAPPOConfig, lambda spec, cfg, **kw: PPOLearner(spec, cfg, "state", **kw), "MAPPO: recurrent actor, centralised critic V(s)")
-register_algo("ippo", IPPOConfig, lambda spec, cfg, **kw: PPOLearner(spec, cfg, "local", **kw), "IPPO: recurrent actor, local recurrent critic per agent")
+register_algo("mappo", MAPPOConfig, lambda spec, cfg, **kw: PPOLearner(spec, cfg, "state", **kw), "MAPPO: actor on local observations, centralised critic V(s)")
+register_algo("ippo", IPPOConfig, lambda spec, cfg, **kw: PPOLearner(spec, cfg, "local", **kw), "IPPO: actor on local observations, local critic per agent")
 
 from .coma import COMAConfig, COMALearner  # noqa: E402
 
