@@ -208,6 +208,12 @@ def _quantize(tmp: Path, fp32: Any, n: int, min_agreement: float, force: bool, s
                 quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
             except Exception as e:  # noqa: BLE001
                 raise ExportError(f"agent {i}: int8 quantisation failed: {str(e).splitlines()[0]}") from e
+            try:
+                import onnx
+
+                onnx.checker.check_model(onnx.load(str(dst)), full_check=True)  # the int8 graph is checked like the fp32 one
+            except Exception as e:  # noqa: BLE001
+                raise ExportError(f"agent {i}: the int8 graph fails onnx.checker: {str(e).splitlines()[0]}") from e
             q_paths.append(dst)
     finally:
         root.setLevel(level)
@@ -229,7 +235,7 @@ def _quantize(tmp: Path, fp32: Any, n: int, min_agreement: float, force: bool, s
         "min_agreement": min_agreement,
     }
     say(
-        f"int8     actions agree with fp32 {res['action_agreement']:.2%} over {agree['steps']:,} steps; "
+        f"int8     onnx.checker full check passed; actions agree with fp32 {res['action_agreement']:.2%} over {agree['steps']:,} steps; "
         f"size {size32:,} -> {size8:,} B; act p50 {lat32['p50']:.1f} -> {lat8['p50']:.1f} µs"
     )
     if res["action_agreement"] < min_agreement:
