@@ -1,43 +1,94 @@
-"""Swarm throughput: lock-step steps/s and step latency for n agent processes.
+"""Swarm throughput: marl-edge's lock-step swarm beside a bare prototype, in one run.
 
 For each n (default 4, 16, 64) a scout bundle with n agents, mean messages
-over knn:3 (k = 3, as in the reference prototype) is exported from a very
-short training run (speed does not depend on the weights), then
-``marl-swarm``'s launcher runs it lock-step over ipc and tcp with validation
-and metrics on, as users run it. Printed side by side with the reference
-prototype measured on this 2-core machine (bare ORT + ZeroMQ, k = 3,
-lock-step: n=4 ~1,670 steps/s, n=16 ~456, n=64 ~81; NOTES.md) and the
-target (>= 90 % of it). Never asserted.
+over knn:3 (k = 3) is exported from a very short training run (speed does
+not depend on the weights). Then, for each transport, two swarms play the
+same episodes lock-step, interleaved (bare, marl-edge, marl-edge, bare, ...
+for ``--repeats`` pairs), so both see the same machine load:
+
+- **marl-edge**: ``marl-swarm``'s launcher (``runtime.swarm.run_swarm``), as
+  users run it: every frame validated, metrics on, liveness, deadlines.
+- **bare**: ``benchmarks/swarm_reference.py``: the same policy.onnx files with
+  a bare ``session.run``, struct-packed frames, the same world env, topology
+  and k = 3 peer messages, and nothing else (no validation, no metrics).
+
+The table gives both, their ratio measured pair by pair (the headline: the
+target is >= 90 %), whether both played the same returns (they must: same
+episodes, lossless lock-step), CPU time per step, and the old absolute
+numbers of the prototype in NOTES.md (n=4 ~1,670 steps/s, n=16 ~456, n=64
+~81 on an idle machine) for orientation. Never asserted.
 
     .venv/bin/python benchmarks/swarm.py
-    .venv/bin/python benchmarks/swarm.py --n 4,16 --transports ipc --episodes 40
+    .venv/bin/python benchmarks/swarm.py --n 4,16 --transports ipc --repeats 5
+    .venv/bin/python benchmarks/swarm.py --bundles /tmp/swarm-bundles   # keep/reuse the exported bundles
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
+import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
-from marl_edge.export.bundle import export_run
-from marl_edge.runtime.swarm import SwarmOptions, run_swarm
-from marl_edge.train.config import RunConfig
-from marl_edge.train.trainer import create_run_dir, git_revision, make_run_spec, train
+import numpy as np
 
-REFERENCE = {4: 1670, 16: 456, 64: 81}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from swarm_reference import run_reference  # noqa: E402
+
+from marl_edge.runtime.swarm import SwarmOptions, run_swarm  # noqa: E402
+
+REFERENCE = {4: 1670, 16: 456, 64: 81}  # NOTES.md, the bare prototype on an idle machine (ipc)
+TARGET = 0.9
 
 
 def bundle_for(n: int, root: Path) -> Path:
+    out = root / f"bundle{n}"
+    if (out / "swarm.json").is_file():
+        return out
+    from marl_edge.export.bundle import export_run
+    from marl_edge.train.config import RunConfig
+    from marl_edge.train.trainer import create_run_dir, make_run_spec, train
+
     run = RunConfig(env="scout", algo="qmix", steps=200, seed=0, eval_episodes=0, n_envs=1,
                     env_options={"n_agents": n, "episode_limit": 25}, checkpoint_every=200, save_buffer=False)
     rs = make_run_spec(run, {"comm": "mean", "topology": "knn:3", "buffer_size": "64", "batch_size": "1"})
     d = create_run_dir(rs, root / f"run{n}")
     train(d)
-    export_run(d, root / f"bundle{n}", parity_steps=25)
-    return root / f"bundle{n}"
+    export_run(d, out, parity_steps=25)
+    return out
+
+
+def git_rev() -> str:
+    try:
+        from marl_edge.train.trainer import git_revision
+
+        g = git_revision()
+        return f"{g.get('revision', '?')[:10]}{' (dirty)' if g.get('dirty') else ''}"
+    except Exception:  # noqa: BLE001 -- the header is informational
+        return "?"
+
+
+def versions() -> str:
+    import onnxruntime
+    import zmq
+
+    return f"python {platform.python_version()}, onnxruntime {onnxruntime.__version__}, pyzmq {zmq.__version__} (libzmq {zmq.zmq_version()})"
+
+
+def med(xs: list[float]) -> float:
+    xs = [x for x in xs if not math.isnan(x)]
+    return float(np.median(xs)) if xs else float("nan")
+
+
+def fmt(x: float, spec: str = ",.0f") -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
 def main() -> None:
@@ -45,31 +96,71 @@ def main() -> None:
     ap.add_argument("--n", default="4,16,64", type=lambda s: [int(x) for x in s.split(",")])
     ap.add_argument("--transports", default="ipc,tcp", type=lambda s: s.split(","))
     ap.add_argument("--episodes", type=int, default=0, help="per run (default: about 2,000 steps / n^0.5, at least 4)")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved (bare, marl-edge) pairs per n and transport")
+    ap.add_argument("--bundles", type=Path, default=None, help="export the bundles here and reuse them (default: a temporary directory)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    load = os.getloadavg()
-    print(f"# swarm lock-step throughput  (nproc {os.cpu_count()}, {platform.processor() or platform.machine()}, "
-          f"load {load[0]:.2f}, git {git_revision().get('revision', '?')})\n")
+    load0 = os.getloadavg()
+    print(f"# swarm lock-step throughput: marl-edge vs the bare prototype, side by side\n"
+          f"# nproc {os.cpu_count()}, {platform.processor() or platform.machine()}, {versions()}, git {git_rev()}\n"
+          f"# load average at start {load0[0]:.2f} / {load0[1]:.2f} / {load0[2]:.2f} (1 / 5 / 15 min)\n", flush=True)
     rows, out = [], []
     with tempfile.TemporaryDirectory(prefix="marl-bench-swarm-") as tmp:
+        root = args.bundles or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
         for n in args.n:
-            b = bundle_for(n, Path(tmp))
+            b = bundle_for(n, root)
             episodes = args.episodes or max(4, int(2000 / n**0.5 / 25))
             for tr in args.transports:
-                r = run_swarm(b, SwarmOptions(episodes=episodes, seed=0, transport=tr))
-                ref = REFERENCE.get(n)
-                frac = r["steps_per_s"] / ref if ref else float("nan")
-                rows.append(f"| {n} | {tr} | {r['steps']:,} | {r['steps_per_s']:,.0f} | {r['step_ms_p50']:.2f} / {r['step_ms_p99']:.2f} | "
-                            f"{r['act_latency_us_p50']:.0f} / {r['act_latency_us_p99']:.0f} | {r['msgs_per_step']:.0f} | "
-                            f"{ref or 'n/a'} | {frac:.0%} | {'yes' if frac >= 0.9 else 'no'} |")
-                out.append({k: v for k, v in r.items() if k != "per_agent"} | {"n": n, "reference": ref})
-                print(f"  n={n} {tr}: {r['steps_per_s']:,.0f} steps/s", flush=True)
-    print("\n| n | transport | steps | steps/s | step p50 / p99 ms | act p50 / p99 µs | msgs/step | reference steps/s | of reference | >= 90 % |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+                runs: dict[str, list[dict[str, Any]]] = {"bare": [], "marl-edge": []}
+                loads = []
+                for r in range(args.repeats):
+                    for who in (("bare", "marl-edge") if r % 2 == 0 else ("marl-edge", "bare")):
+                        loads.append(os.getloadavg()[0])
+                        if who == "bare":
+                            res = run_reference(b, episodes, 0, tr)
+                        else:
+                            res = run_swarm(b, SwarmOptions(episodes=episodes, seed=0, transport=tr))
+                        runs[who].append(res)
+                        print(f"  n={n} {tr} #{r + 1} {who:9s}: {res['steps_per_s']:,.0f} steps/s (load {loads[-1]:.1f})", flush=True)
+                me, bare = runs["marl-edge"], runs["bare"]
+                ratios = [m["steps_per_s"] / x["steps_per_s"] for m, x in zip(me, bare)]
+                ratio = med(ratios)
+                same = all(m["returns"] == x["returns"] for m, x in zip(me, bare))
+                sps_me, sps_bare = med([m["steps_per_s"] for m in me]), med([x["steps_per_s"] for x in bare])
+                ref = REFERENCE.get(n) if tr == "ipc" else None
+                row = {
+                    "n": n, "transport": tr, "episodes": episodes, "steps": me[0]["steps"], "repeats": args.repeats,
+                    "steps_per_s": sps_me, "bare_steps_per_s": sps_bare, "ratio": ratio, "ratios": ratios,
+                    "step_ms_p50": med([m["step_ms_p50"] for m in me]), "step_ms_p99": med([m["step_ms_p99"] for m in me]),
+                    "bare_step_ms_p50": med([x["step_ms_p50"] for x in bare]), "bare_step_ms_p99": med([x["step_ms_p99"] for x in bare]),
+                    "agent_cpu_us": med([m.get("agent_cpu_us_per_step", float("nan")) for m in me]),
+                    "bare_agent_cpu_us": med([x["agent_cpu_us_per_step"] for x in bare]),
+                    "world_cpu_us": med([m.get("world_cpu_us_per_step", float("nan")) for m in me]),
+                    "bare_world_cpu_us": med([x["world_cpu_us_per_step"] for x in bare]),
+                    "act_us_p50": med([m["act_latency_us_p50"] for m in me]), "msgs_per_step": me[0]["msgs_per_step"],
+                    "invalid_frames": sum(m["invalid_frames"] for m in me), "same_returns": same,
+                    "old_reference": ref, "load_during": [min(loads), max(loads)],
+                }
+                out.append(row)
+                rows.append(
+                    f"| {n} | {tr} | {row['steps']:,} × {args.repeats} | {fmt(sps_me)} | {fmt(sps_bare)} | "
+                    f"**{ratio:.0%}** ({min(ratios):.0%}–{max(ratios):.0%}) | {'yes' if ratio >= TARGET else 'no'} | "
+                    f"{row['step_ms_p50']:.2f} / {row['step_ms_p99']:.2f} | {row['bare_step_ms_p50']:.2f} / {row['bare_step_ms_p99']:.2f} | "
+                    f"{fmt(row['agent_cpu_us'])} / {fmt(row['bare_agent_cpu_us'])} | {fmt(row['world_cpu_us'])} / {fmt(row['bare_world_cpu_us'])} | "
+                    f"{fmt(row['act_us_p50'])} | {row['msgs_per_step']:.0f} | {'yes' if same else 'NO'} | "
+                    f"{ref if ref else 'n/a'} | {fmt(sps_me / ref if ref else float('nan'), '.0%')} | {min(loads):.1f}–{max(loads):.1f} |"
+                )
+    load1 = os.getloadavg()
+    print("\n| n | transport | steps × pairs | marl-edge steps/s | bare steps/s | marl-edge / bare | ≥ 90 % | "
+          "step p50 / p99 ms marl-edge | step p50 / p99 ms bare | agent CPU µs/step marl-edge / bare | world CPU µs/step marl-edge / bare | "
+          "act p50 µs | msgs/step | same returns | old ref steps/s | marl-edge / old ref | load (1 min) |")
+    print("|---" * 17 + "|")
     print("\n".join(rows))
-    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
+    print(f"\nload average at end {load1[0]:.2f} / {load1[1]:.2f} / {load1[2]:.2f}. "
+          f"marl-edge / bare is the median of the per-pair ratios (range in brackets); steps/s, latencies and CPU are medians over the pairs.")
     if args.json:
-        args.json.write_text(json.dumps(out, indent=2))
+        args.json.write_text(json.dumps({"load_start": load0, "load_end": load1, "time": time.time(), "rows": out}, indent=2))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ import zmq
 from ..runtime import protocol as P
 from .base import Observation, RobotAdapter, Stop
 
+POLLIN, NOBLOCK = int(zmq.POLLIN), int(zmq.NOBLOCK)  # plain ints: no enum arithmetic per call
+
 
 class SimRobot(RobotAdapter):
     def __init__(self, world: str, expect: P.Expect, ctx: zmq.Context | None = None) -> None:
@@ -19,6 +21,7 @@ class SimRobot(RobotAdapter):
         self.sock: zmq.Socket | None = None
         self.agent_id = -1
         self.counters = P.Counters()
+        self.rcvtimeo = -1  # ms; set on the socket only when observe's timeout changes
 
     def connect(self, agent_id: int, hello: dict[str, Any]) -> None:
         self.agent_id = agent_id
@@ -27,6 +30,7 @@ class SimRobot(RobotAdapter):
         s.setsockopt(zmq.IDENTITY, f"agent-{agent_id}".encode())
         s.connect(self.world)
         self.sock = s
+        self.pollset = [(s, POLLIN)]
         self._send("hello", **hello)
 
     def _send(self, kind: str, ep: int = 0, t: int = 0, **fields: Any) -> None:
@@ -34,11 +38,17 @@ class SimRobot(RobotAdapter):
         self.sock.send(P.encode(self.ex.swarm, self.agent_id, kind, ep, t, **fields))
 
     def observe(self, timeout_s: float) -> Observation | Stop | None:
-        assert self.sock is not None
-        if not self.sock.poll(int(timeout_s * 1000)):
+        sock = self.sock
+        assert sock is not None
+        ms = max(0, int(timeout_s * 1000))
+        if ms != self.rcvtimeo:
+            sock.setsockopt(zmq.RCVTIMEO, ms)
+            self.rcvtimeo = ms
+        try:
+            frame = sock.recv()  # waits up to the timeout: no separate poll per step
+        except zmq.Again:
             return None
         while True:
-            frame = self.sock.recv()
             env = P.decode(frame, self.ex)
             if isinstance(env, str):
                 self.counters.bad(env)
@@ -49,16 +59,22 @@ class SimRobot(RobotAdapter):
             elif env["k"] == "obs":
                 peers = None
                 if isinstance(env.get("peers"), list):
-                    peers = {int(i): str(a) for i, a in env["peers"] if isinstance(i, int) and isinstance(a, str)}
+                    peers = {p[0]: p[1] for p in env["peers"]
+                             if isinstance(p, list) and len(p) == 2 and P._int(p[0]) and isinstance(p[1], str)}
                 return Observation(env["ep"], env["t"], env["o"], env["av"], env["in"], env["to"], bool(env.get("first")), peers)
             else:
                 self.counters.bad("unexpected kind from the world")
-            if not self.sock.poll(0):
+            if not zmq.zmq_poll(self.pollset, 0):
+                return None
+            try:
+                frame = sock.recv(NOBLOCK)
+            except zmq.Again:
                 return None
 
     def apply(self, ob: Observation, action: int | np.ndarray) -> None:
+        assert self.sock is not None
         a = np.asarray(action, dtype=np.float32) if isinstance(action, np.ndarray) else int(action)
-        self._send("act", ob.episode, ob.step, a=a)
+        self.sock.send(P.encode_act(self.ex.swarm, self.agent_id, ob.episode, ob.step, a))
 
     def heartbeat(self) -> None:
         self._send("hb")

@@ -31,6 +31,10 @@ from . import protocol as P
 from .bundle import MANIFEST, BundleError, _read_json, check_manifest, load_agent_dir
 from .policy import OrtPolicy
 
+# plain ints: pyzmq's enum flags cost a Python-level enum operation on every use
+POLLIN, NOBLOCK = int(zmq.POLLIN), int(zmq.NOBLOCK)
+DRAIN_EVERY = 16  # lock-step: read every waiting inbox frame at least this often (steps)
+
 
 @dataclass
 class AgentOptions:
@@ -68,6 +72,7 @@ class AgentProcess:
         self.codec = P.MsgCodec(self.swarm, self.d, self.ex) if self.d else None
         self.ctx = zmq.Context.instance()
         self.inbox_sock: zmq.Socket | None = None
+        self.rcvtimeo = -1  # the inbox's ZMQ_RCVTIMEO (ms), set only when it changes
         self.push: dict[int, zmq.Socket] = {}
         self.peers: dict[int, str] = dict(opts.peers or {})
         self.store: dict[tuple[int, int, int], np.ndarray] = {}  # (sender, ep, t) -> message
@@ -77,6 +82,7 @@ class AgentProcess:
         self.step_us: list[float] = []
         self.wait_us: list[float] = []
         self.steps = 0
+        self.cpu0: float | None = None  # process CPU time at the first step (all threads: ours and ZeroMQ's)
         self.prev_action = np.zeros(int(spec.get("n_actions") or 1), dtype=np.float32)
         self.cur = (-1, 0)  # (episode, step) being acted on
         self._stop = False
@@ -96,21 +102,32 @@ class AgentProcess:
         except zmq.ZMQError as e:
             raise BundleError(f"agent {self.id}: cannot listen on {self.opts.bind}: {e}") from None
         self.inbox_sock = s
+        self.pollset = [(s, POLLIN)]  # for zmq.zmq_poll: one C call, no Poller bookkeeping
         addr = s.getsockopt_string(zmq.LAST_ENDPOINT)
         self.robot.connect(self.id, {"addr": addr, "pid": os.getpid(), "bundle": self.swarm})
         reason = "signal"
         try:
+            realtime = self.opts.mode == "realtime"
             while not self._stop:
                 ob = self.robot.observe(self.opts.heartbeat_s)
-                self._drain(0)
                 if ob is None:
+                    self._drain_ready()
                     self.robot.heartbeat()
                     continue
                 if isinstance(ob, Stop):
                     reason = ob.reason
                     break
+                # lock-step reads the frames it waits for as it needs them (_inbox); everything
+                # else waiting (stale, invalid) is read here every DRAIN_EVERY steps, when idle
+                # and at the end: asking "is there more?" costs system calls, so not every step
+                if realtime or self.steps % DRAIN_EVERY == 0:
+                    self._drain_ready()
                 self._step(ob)
         finally:
+            try:
+                self._drain_ready()  # count what is still waiting before reporting
+            except zmq.ZMQError:
+                pass
             metrics = self.metrics(reason)
             try:
                 self.robot.goodbye(metrics)
@@ -132,6 +149,8 @@ class AgentProcess:
     # ---- one step ---------------------------------------------------------------------
     def _step(self, ob: Observation) -> None:
         t0 = time.perf_counter_ns()
+        if self.cpu0 is None:
+            self.cpu0 = time.process_time()
         self.cur = (ob.episode, ob.step)
         if ob.peers:  # the world's directory; a profile's static peers win (an agent bound to * reports 0.0.0.0)
             static = self.opts.peers or {}
@@ -154,9 +173,20 @@ class AgentProcess:
         action = a[0].copy() if self.continuous else int(a[0])
         if self.d and m is not None:
             frame = self.codec.encode(self.id, ob.episode, ob.step, m[0])
+            push, sent = self.push, 0
             for j in ob.send_to:
                 if j != self.id:
-                    self._send_to(j, frame)
+                    sock = push.get(j)
+                    if sock is None:
+                        self._send_to(j, frame)  # first frame to j: connect (and count) there
+                        continue
+                    try:
+                        sock.send(frame, NOBLOCK)
+                        sent += 1
+                    except zmq.Again:
+                        self.c.dropped += 1
+            self.c.sent += sent
+            self.c.sent_bytes += sent * len(frame)
         self.robot.apply(ob, action)
         if self.policy.takes_prev_action and not self.continuous:
             self.prev_action[:] = 0.0
@@ -194,60 +224,92 @@ class AgentProcess:
         k = self.k_max
         msg_in = np.zeros((1, k, self.d), dtype=np.float32)
         mask = np.zeros((1, k), dtype=bool)
-        want = [(j, ob.episode, ob.step - 1) for j in ob.inbox[:k]]
-        if self.opts.mode == "lockstep" and ob.step > 0 and want:
-            deadline = time.perf_counter() + self.opts.msg_timeout_s
-            next_hb = time.perf_counter() + self.opts.heartbeat_s
-            while any(w not in self.store for w in want) and not self._stop:
+        if not ob.inbox:
+            return msg_in, mask
+        ep, t = ob.episode, ob.step - 1
+        want = [(j, ep, t) for j in ob.inbox[:k]]
+        store = self.store
+        if self.opts.mode == "lockstep" and ob.step > 0:
+            missing = [w for w in want if w not in store]
+            if missing:  # wait for them: one blocking receive per frame, as they come
+                sock = self.inbox_sock
+                assert sock is not None
                 now = time.perf_counter()
-                left = deadline - now
-                if left <= 0:
-                    break
-                if now >= next_hb:  # still here, only waiting
-                    self.robot.heartbeat()
-                    next_hb = now + self.opts.heartbeat_s
-                self._drain(int(min(left, self.opts.heartbeat_s) * 1000) + 1)
+                deadline = now + self.opts.msg_timeout_s
+                next_hb = now + self.opts.heartbeat_s
+                while missing and not self._stop:
+                    left = deadline - now
+                    if left <= 0:
+                        break
+                    if now >= next_hb:  # still here, only waiting
+                        self.robot.heartbeat()
+                        next_hb = now + self.opts.heartbeat_s
+                    ms = int(min(left, self.opts.heartbeat_s) * 1000) + 1
+                    if ms != self.rcvtimeo:
+                        sock.setsockopt(zmq.RCVTIMEO, ms)
+                        self.rcvtimeo = ms
+                    try:
+                        frame = sock.recv()
+                    except zmq.Again:
+                        frame = None
+                    if frame is not None:
+                        self._take(frame)
+                        missing = [w for w in missing if w not in store]
+                    now = time.perf_counter()
+        drop = self.opts.drop
         for slot, key in enumerate(want):
-            m = self.store.get(key)
+            m = store.get(key)
             if m is None:
                 if self.opts.mode == "realtime":
                     self.c.stale += 1  # not here in time: masked
                 continue
-            if self.opts.drop > 0 and self.rng.random() < self.opts.drop:
+            if drop > 0 and self.rng.random() < drop:
                 self.c.dropped += 1
                 continue
             msg_in[0, slot] = m
             mask[0, slot] = True
         return msg_in, mask
 
-    def _drain(self, timeout_ms: int) -> None:
-        """Read every waiting frame (waiting up to ``timeout_ms`` for the first)."""
+    def _drain_ready(self) -> None:
+        """Read every frame already waiting in the inbox."""
         s = self.inbox_sock
-        if s is None or not s.poll(timeout_ms):
+        if s is None:
             return
-        while True:
+        pollset = self.pollset
+        while zmq.zmq_poll(pollset, 0):
             try:
-                frame = s.recv(zmq.NOBLOCK)
+                frame = s.recv(NOBLOCK)
             except zmq.Again:
                 return
-            self.c.received += 1
-            self.c.received_bytes += len(frame)
-            env = self.codec.decode(frame) if self.codec is not None else P.decode(frame, self.ex)
+            self._take(frame)
+
+    def _take(self, frame: bytes) -> None:
+        """Validate one inbox frame; keep a message that can still be heard, count the rest."""
+        c = self.c
+        c.received += 1
+        c.received_bytes += len(frame)
+        r = self.codec.parse(frame) if self.codec is not None else None
+        if r is None:  # not the fixed-width layout: the generic decoder decides
+            env = P.decode(frame, self.ex)
             if isinstance(env, str):
-                self.c.bad(env)
-                continue
-            if env["k"] != "msg":
-                self.c.bad("not a msg on the message socket")
-                continue
-            if env["from"] == self.id:
-                self.c.bad("own message")
-                continue
-            if self.opts.delay_steps > 0 or (env["ep"], env["t"]) < (self.cur[0], self.cur[1] - 1):
-                # too late to be heard: a message is heard at the next step only (contract 3);
-                # one delayed by D >= 1 steps always misses it
-                self.c.stale += 1
-                continue
-            self.store[(env["from"], env["ep"], env["t"])] = env["p"]
+                r = env
+            elif env["k"] != "msg":
+                r = "not a msg on the message socket"
+            else:
+                r = (env["from"], env["ep"], env["t"], env["p"])
+        if isinstance(r, str):
+            c.bad(r)
+            return
+        sender, ep, t, p = r
+        if sender == self.id:
+            c.bad("own message")
+            return
+        if self.opts.delay_steps > 0 or (ep, t) < (self.cur[0], self.cur[1] - 1):
+            # too late to be heard: a message is heard at the next step only (contract 3);
+            # one delayed by D >= 1 steps always misses it
+            c.stale += 1
+            return
+        self.store[(sender, ep, t)] = p
 
     def metrics(self, reason: str = "") -> dict[str, Any]:
         return {
@@ -258,6 +320,7 @@ class AgentProcess:
             "act_us": P.percentiles(self.act_us),
             "step_us": P.percentiles(self.step_us),
             "wait_us": P.percentiles(self.wait_us),
+            "cpu_s": 0.0 if self.cpu0 is None else round(time.process_time() - self.cpu0, 6),  # from the first step on
             "messages": self.c.as_dict(),
             "robot_invalid_frames": self.robot.invalid_frames,
             "torch_loaded": "torch" in sys.modules,  # the edge never imports it

@@ -42,6 +42,24 @@ class ProtocolError(ValueError):
     """A frame we are about to send is malformed (a bug, not line noise)."""
 
 
+_F32_STRUCTS: dict[int, struct.Struct] = {}
+
+
+def finite_f32(buf: Any, n: int, offset: int = 0) -> bool:
+    """Whether the ``n`` little-endian float32 values at ``buf[offset:]`` are all finite.
+
+    Small vectors (the per-step frames) are summed as Python floats: an inf
+    or NaN makes the sum non-finite (inf - inf is NaN), and 64 finite float32
+    values cannot overflow a double. That is one C call instead of three
+    numpy calls. Larger vectors use numpy."""
+    if n <= 64:
+        s = _F32_STRUCTS.get(n)
+        if s is None:
+            s = _F32_STRUCTS[n] = struct.Struct(f"<{n}f")
+        return math.isfinite(sum(s.unpack_from(buf, offset)))
+    return bool(np.isfinite(np.frombuffer(buf, dtype=F32, count=n, offset=offset)).all())
+
+
 # ---- encoding ----------------------------------------------------------------------
 
 
@@ -77,8 +95,9 @@ class MsgCodec:
     """Fast path for one swarm's ``msg`` frames (the per-step hot path).
 
     ``encode`` fills a precomputed template (the same bytes as ``encode_msg``).
-    ``decode`` parses a frame of exactly that layout with ``struct`` and
-    validates it (sender, step, finite payload); a frame of any other layout
+    ``parse`` reads a frame of exactly that layout with one ``struct`` call
+    and validates it (sender, step, finite payload); ``decode`` does the same
+    and returns the envelope as ``decode`` would. A frame of any other layout
     (e.g. another language's msgpack encoder choosing other int widths) goes
     through the generic ``decode``.
     """
@@ -92,33 +111,50 @@ class MsgCodec:
         self.off_ep = head.index(b"\xa2ep") + 3 + 1
         self.off_t = head.index(b"\xa1t\xce") + 2 + 1
         self.off_p = self.size - 4 * d
-        # bytes that never change: everything but sender, ep, t and payload
-        self.fixed = [(0, self.off_from - 1), (self.off_from + 2, self.off_ep - 1), (self.off_ep + 4, self.off_t - 1), (self.off_t + 4, self.off_p)]
-        self.fixed_bytes = [head[a:b] for a, b in self.fixed]
+        # everything but sender, ep, t and payload never changes (type markers included)
+        self.head = head[: self.off_from]
+        gaps = (head[self.off_from + 2 : self.off_ep], head[self.off_ep + 4 : self.off_t], head[self.off_t + 4 : self.off_p])
+        self.gaps = gaps
+        self.mid = struct.Struct(f">H{len(gaps[0])}sI{len(gaps[1])}sI{len(gaps[2])}s")
+        assert self.off_from + self.mid.size == self.off_p
 
     def encode(self, sender: int, ep: int, t: int, payload: np.ndarray) -> bytes:
         buf = self.template
-        struct.pack_into(">H", buf, self.off_from, sender)
-        struct.pack_into(">I", buf, self.off_ep, ep)
-        struct.pack_into(">I", buf, self.off_t, t)
-        buf[self.off_p :] = np.ascontiguousarray(payload, dtype=F32).tobytes()
+        g = self.gaps
+        self.mid.pack_into(buf, self.off_from, sender, g[0], ep, g[1], t, g[2])
+        if payload.dtype != F32 or not payload.flags.c_contiguous:
+            payload = np.ascontiguousarray(payload, dtype=F32)
+        buf[self.off_p :] = payload.tobytes()
         return bytes(buf)
 
-    def decode(self, frame: bytes) -> dict[str, Any] | str:
+    def parse(self, frame: bytes) -> tuple[int, int, int, np.ndarray] | str | None:
+        """``(sender, ep, t, payload)`` of a valid frame in this layout, the
+        reason a frame in this layout is invalid, or None: another layout."""
+        if len(frame) != self.size or frame[: self.off_from] != self.head:
+            return None
+        sender, g0, ep, g1, t, g2 = self.mid.unpack_from(frame, self.off_from)
+        g = self.gaps
+        if g0 != g[0] or g1 != g[1] or g2 != g[2]:
+            return None
         ex = self.ex
         assert ex is not None
-        if len(frame) != self.size or any(frame[a:b] != fb for (a, b), fb in zip(self.fixed, self.fixed_bytes)):
-            return decode(frame, ex)  # not our layout: the general path decides
-        (sender,) = struct.unpack_from(">H", frame, self.off_from)
-        (ep,) = struct.unpack_from(">I", frame, self.off_ep)
-        (t,) = struct.unpack_from(">I", frame, self.off_t)
         if sender >= ex.n_agents:
             return "unknown sender"
         if ep > ex.max_episode or t > ex.max_step:
             return "insane step"
-        p = np.frombuffer(frame, dtype=F32, offset=self.off_p)
-        if not np.isfinite(p).all():
+        if not finite_f32(frame, self.d, self.off_p):
             return "payload: non-finite values"
+        return sender, ep, t, np.frombuffer(frame, dtype=F32, offset=self.off_p)
+
+    def decode(self, frame: bytes) -> dict[str, Any] | str:
+        ex = self.ex
+        assert ex is not None
+        r = self.parse(frame)
+        if r is None:
+            return decode(frame, ex)  # not our layout: the general path decides
+        if isinstance(r, str):
+            return r
+        sender, ep, t, p = r
         return {"v": VERSION, "sw": self.swarm, "from": sender, "k": "msg", "ep": ep, "t": t, "p": p}
 
 
@@ -137,6 +173,32 @@ def encode(swarm: str, sender: int, kind: str, ep: int = 0, t: int = 0, **fields
             v = np.ascontiguousarray(v, dtype=np.uint8 if v.dtype == bool else F32).tobytes()
         env[k] = v
     return msgpack.packb(env, use_bin_type=True)
+
+
+def _raw(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        if v.dtype == F32 or v.dtype == bool:  # bool bytes are 0/1: the same as uint8
+            return v.tobytes()  # (tobytes copies in C order whatever the layout)
+        return np.ascontiguousarray(v, dtype=F32).tobytes()
+    return v
+
+
+def encode_obs(swarm: str, ep: int, t: int, o: Any, av: Any, first: bool, to: list[int], inbox: list[int],
+               peers: list[list[Any]] | None = None) -> bytes:
+    """The world's ``obs`` frame: the same bytes as ``encode(swarm, WORLD, "obs",
+    ep, t, o=o, av=av, first=first, to=to, in=inbox[, peers=peers])``, without
+    the generic field loop (one per agent per step)."""
+    env = {"v": VERSION, "sw": swarm, "from": WORLD, "k": "obs", "ep": int(ep), "t": int(t), "o": _raw(o), "av": _raw(av),
+           "first": first, "to": to, "in": inbox}
+    if peers is not None:
+        env["peers"] = peers
+    return msgpack.packb(env, use_bin_type=True)
+
+
+def encode_act(swarm: str, sender: int, ep: int, t: int, a: Any) -> bytes:
+    """An agent's ``act`` frame: the same bytes as ``encode(swarm, sender, "act", ep, t, a=a)``."""
+    return msgpack.packb({"v": VERSION, "sw": swarm, "from": int(sender), "k": "act", "ep": int(ep), "t": int(t), "a": _raw(a)},
+                         use_bin_type=True)
 
 
 # ---- decoding and validation ---------------------------------------------------------
@@ -169,10 +231,9 @@ def _vec(b: Any, n: int, name: str) -> np.ndarray | str:
         return f"{name}: not bytes"
     if len(b) != 4 * n:
         return f"{name}: {len(b)} bytes, want {4 * n}"
-    arr = np.frombuffer(b, dtype=F32)
-    if not np.isfinite(arr).all():
+    if not finite_f32(b, n):
         return f"{name}: non-finite values"
-    return arr
+    return np.frombuffer(b, dtype=F32)
 
 
 def _int(x: Any) -> bool:
@@ -180,9 +241,12 @@ def _int(x: Any) -> bool:
 
 
 def _ids(x: Any, n: int, k_max: int | None, name: str) -> list[int] | str:
-    if not isinstance(x, list) or (k_max is not None and len(x) > k_max) or len(x) > n:
+    if type(x) is not list or (k_max is not None and len(x) > k_max) or len(x) > n:
         return f"{name}: not a list of at most {k_max if k_max is not None else n} agent ids"
-    if not all(_int(i) and 0 <= i < n for i in x) or len(set(x)) != len(x):
+    for i in x:  # msgpack gives exact ints (bool is its own type)
+        if type(i) is not int or not 0 <= i < n:
+            return f"{name}: agent ids must be distinct ints in 0..{n - 1}"
+    if len(x) > 1 and len(set(x)) != len(x):
         return f"{name}: agent ids must be distinct ints in 0..{n - 1}"
     return x
 
@@ -207,9 +271,10 @@ def decode(frame: bytes, ex: Expect) -> dict[str, Any] | str:
     kind, sender, ep, t = env.get("k"), env.get("from"), env.get("ep"), env.get("t")
     if kind not in KINDS:
         return "unknown kind"
-    if not (_int(sender) and -1 <= sender < ex.n_agents):
+    # msgpack decodes integers to exact ints (and booleans to bool, its own type)
+    if type(sender) is not int or not -1 <= sender < ex.n_agents:
         return "unknown sender"
-    if not (_int(ep) and 0 <= ep <= ex.max_episode and _int(t) and 0 <= t <= ex.max_step):
+    if type(ep) is not int or type(t) is not int or not (0 <= ep <= ex.max_episode and 0 <= t <= ex.max_step):
         return "insane step"
     if kind == "msg":
         if sender == WORLD:
@@ -230,15 +295,18 @@ def decode(frame: bytes, ex: Expect) -> dict[str, Any] | str:
             if av not in (b"", None):
                 return "avail: a continuous-action swarm sends none"
             env["av"] = np.zeros(0, dtype=bool)
-        elif not isinstance(av, (bytes, bytearray)) or len(av) != ex.n_actions or any(x > 1 for x in av) or not any(av):
+        elif not isinstance(av, (bytes, bytearray)) or len(av) != ex.n_actions or (ones := av.count(1)) == 0 or ones + av.count(0) != len(av):
             return "avail: want n_actions bytes of 0/1 with at least one 1"
         else:
-            env["av"] = np.frombuffer(av, dtype=np.uint8).astype(bool)
-        for key in ("in", "to"):
-            r = _ids(env.get(key, []), ex.n_agents, ex.k_max if key == "in" else None, key)
-            if isinstance(r, str):
-                return r
-            env[key] = r
+            env["av"] = np.frombuffer(av, dtype=np.bool_)  # every byte is 0 or 1: a valid bool
+        r = _ids(env.get("in", []), ex.n_agents, ex.k_max, "in")
+        if isinstance(r, str):
+            return r
+        env["in"] = r
+        r = _ids(env.get("to", []), ex.n_agents, None, "to")
+        if isinstance(r, str):
+            return r
+        env["to"] = r
     elif kind == "act":
         if sender == WORLD:
             return "act from the world"
@@ -248,7 +316,7 @@ def decode(frame: bytes, ex: Expect) -> dict[str, Any] | str:
             if isinstance(v, str):
                 return v
             env["a"] = v
-        elif not (_int(a) and 0 <= a < max(1, ex.n_actions)):
+        elif type(a) is not int or not 0 <= a < max(1, ex.n_actions):
             return "action out of range"
     elif kind == "hello":
         if sender == WORLD:

@@ -206,6 +206,7 @@ class Launcher:
         msg = [s["messages"] for s in sessions]
         act_p50 = [s["act_us"]["p50"] for s in sessions if s["act_us"]["n"]]
         act_p99 = [s["act_us"]["p99"] for s in sessions if s["act_us"]["n"]]
+        cpu = [s["cpu_s"] / s["steps"] for s in sessions if s.get("steps") and "cpu_s" in s]
         steps = max(1, stats.steps)
         sent_bytes = sum(m["sent_bytes"] for m in msg)
         sent = sum(m["sent"] for m in msg)
@@ -231,6 +232,8 @@ class Launcher:
             "msg_frame_bytes": P.frame_size(d, self.swarm) if d else 0,
             "act_latency_us_p50": float(np.median(act_p50)) if act_p50 else float("nan"),
             "act_latency_us_p99": float(np.max(act_p99)) if act_p99 else float("nan"),
+            "agent_cpu_us_per_step": float(np.mean(cpu)) * 1e6 if cpu else float("nan"),  # one agent's process, all its threads
+            "world_cpu_us_per_step": stats.cpu_s / steps * 1e6,
             "dropped": sum(m["dropped"] for m in msg),
             "stale": sum(m["stale"] for m in msg) + stats.counters.stale,
             "invalid_frames": sum(m["invalid"] for m in msg) + stats.counters.invalid + sum(s.get("robot_invalid_frames", 0) for s in sessions),

@@ -30,6 +30,8 @@ from ..envs import episode_seeds
 from . import protocol as P
 from .bundle import Bundle
 
+POLLIN, NOBLOCK, SNDMORE = int(zmq.POLLIN), int(zmq.NOBLOCK), int(zmq.SNDMORE)  # plain ints: no enum arithmetic per call
+
 
 @dataclass
 class WorldOptions:
@@ -54,9 +56,12 @@ class WorldStats:
     rejoins: list[dict[str, Any]] = field(default_factory=list)
     counters: P.Counters = field(default_factory=P.Counters)
     wall_s: float = 0.0
+    cpu_s: float = 0.0  # the world process's CPU time over the episodes (all its threads)
 
 
 class World:
+    _expired_at = 0.0  # when liveness was last checked (perf_counter)
+
     def __init__(self, bundle: Bundle, endpoint: str, swarm: str, opts: WorldOptions, ctx: zmq.Context | None = None) -> None:
         self.b, self.opts, self.swarm = bundle, opts, swarm
         spec = bundle.manifest["env_spec"]
@@ -93,14 +98,37 @@ class World:
 
     # ---- receiving -------------------------------------------------------------------
     def _poll(self, timeout_ms: int) -> None:
-        if not self.sock.poll(timeout_ms):
+        sock = self.sock
+        pollset = [(sock, POLLIN)]
+        if not zmq.zmq_poll(pollset, timeout_ms):
             return
         while True:
             try:
-                parts = self.sock.recv_multipart(zmq.NOBLOCK)
+                parts = sock.recv_multipart(NOBLOCK)
             except zmq.Again:
                 return
             self._handle(parts)
+            if not zmq.zmq_poll(pollset, 0):  # drained (cheaper than a failing recv)
+                return
+
+    def _poll_one(self, timeout_ms: int) -> None:
+        """The lock-step wait: handle the next frame (waiting up to ``timeout_ms``).
+
+        One blocking receive per frame, as the actions come in: no "anything
+        else?" probe after each (a system call), since the wait loop asks again
+        anyway. Another transport (a subclass with its own ``_poll``) uses that."""
+        if type(self)._poll is not World._poll:
+            self._poll(timeout_ms)
+            return
+        sock = self.sock
+        if timeout_ms != self.__dict__.get("_rcvtimeo"):
+            sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
+            self._rcvtimeo = timeout_ms
+        try:
+            parts = sock.recv_multipart()
+        except zmq.Again:
+            return
+        self._handle(parts)
 
     def _handle(self, parts: list[bytes]) -> None:
         c = self.stats.counters
@@ -115,7 +143,7 @@ class World:
             c.bad(env)
             return
         i = env["from"]
-        if i == P.WORLD or ident != f"agent-{i}".encode():
+        if i == P.WORLD or ident != b"agent-%d" % i:
             c.bad("sender does not match its connection")
             return
         self._accept(i, env)
@@ -162,10 +190,15 @@ class World:
         self._absent(i, why)
 
     def _send(self, i: int, kind: str, ep: int = 0, t: int = 0, **fields: Any) -> None:
-        frame = P.encode(self.swarm, P.WORLD, kind, ep, t, **fields)
+        if kind == "obs":  # every agent, every step: no generic field loop
+            f = fields
+            frame = P.encode_obs(self.swarm, ep, t, f["o"], f["av"], f["first"], f["to"], f["in"], f.get("peers"))
+        else:
+            frame = P.encode(self.swarm, P.WORLD, kind, ep, t, **fields)
         self.stats.counters.sent += 1
         self.stats.counters.sent_bytes += len(frame)
-        self.sock.send_multipart([f"agent-{i}".encode(), frame])
+        self.sock.send(b"agent-%d" % i, SNDMORE)
+        self.sock.send(frame)
 
     # ---- running -----------------------------------------------------------------------
     def wait_for_agents(self) -> None:
@@ -185,7 +218,7 @@ class World:
         env = self.b.make_env(1)
         self.next_tick = time.perf_counter()
         seeds = episode_seeds(self.opts.seed, self.opts.episodes)
-        t_start = time.perf_counter()
+        t_start, cpu_start = time.perf_counter(), time.process_time()
         try:
             for ep in range(self.opts.episodes):
                 ts = env.reset(seeds[ep : ep + 1])
@@ -216,20 +249,23 @@ class World:
                     progress({"episode": ep + 1, "return": ret, "steps": self.stats.steps})
         finally:
             self.stats.wall_s = time.perf_counter() - t_start
+            self.stats.cpu_s = time.process_time() - cpu_start
             env.close()
         return self.stats
 
     def _expire(self) -> None:
         now = time.perf_counter()
-        for i in np.flatnonzero(self.live):
-            if now - self.last_seen[i] > self.opts.hb_timeout_s:
-                self._absent(int(i), "silent")
+        self._expired_at = now
+        silent = self.live & (now - self.last_seen > self.opts.hb_timeout_s)
+        if silent.any():
+            for i in np.flatnonzero(silent).tolist():
+                self._absent(i, "silent")
 
     def _neighbours(self, ts: Any) -> list[list[int]]:
         if self.topology is None:
             return [[] for _ in range(self.n)]
         idx, mask = self.topology.neighbours(ts.positions, batch=1)
-        return [[int(j) for j, ok in zip(idx[0, i], mask[0, i]) if ok] for i in range(self.n)]
+        return [[j for j, ok in zip(row, ok_row) if ok] for row, ok_row in zip(idx[0].tolist(), mask[0].tolist())]
 
     def _serve(self, ep: int, t: int, ts: Any, hear: list[list[int]], hear_prev: list[list[int]]) -> np.ndarray:
         """Send this step's observations; collect actions (lock-step: all or the
@@ -237,21 +273,25 @@ class World:
         live = self.live.copy()
         self.cur = (ep, t)
         self.pending = {}
+        on, was_on, fresh = live.tolist(), self.live_prev.tolist(), self.fresh.tolist()  # plain lists: no numpy scalars per agent
         send_to: list[list[int]] = [[] for _ in range(self.n)]
         for i in range(self.n):
-            for j in hear[i]:
-                if live[i] and live[j]:
-                    send_to[j].append(i)
-        for i in np.flatnonzero(live):
-            i = int(i)
+            if on[i]:
+                for j in hear[i]:
+                    if on[j]:
+                        send_to[j].append(i)
+        obs = ts.obs[0]
+        avail = ts.avail_actions[0] if not self.action_dim else None
+        served = [i for i in range(self.n) if on[i]]
+        for i in served:
             # hear only senders served last step (they sent) and still here now
-            inbox = [] if self.fresh[i] else [j for j in hear_prev[i] if live[j] and self.live_prev[j]]
+            inbox = [] if fresh[i] else [j for j in hear_prev[i] if on[j] and was_on[j]]
             extra: dict[str, Any] = {}
             if self.peers_sent[i] != self.peers_version:
                 extra["peers"] = [[j, a] for j, a in sorted(self.addr.items())]
                 self.peers_sent[i] = self.peers_version
-            av = ts.avail_actions[0, i] if not self.action_dim else b""
-            self._send(i, "obs", ep, t, o=ts.obs[0, i], av=av, first=bool(self.fresh[i]), to=send_to[i], **{"in": inbox}, **extra)
+            av = avail[i] if avail is not None else b""
+            self._send(i, "obs", ep, t, o=obs[i], av=av, first=fresh[i], to=send_to[i], **{"in": inbox}, **extra)
             self.fresh[i] = False
         self.live_prev = live
         if self.opts.mode == "realtime":
@@ -264,18 +304,28 @@ class World:
             missing = [i for i in np.flatnonzero(live & self.live) if int(i) not in self.pending]
             self.stats.late_actions += len(missing)  # those robots no-op this tick
             return self._actions()
-        deadline = time.perf_counter() + self.opts.act_timeout_s
+        now = time.perf_counter()
+        deadline = now + self.opts.act_timeout_s
+        pending = self.pending
+        n_live = -1
         while True:
-            waiting = [i for i in np.flatnonzero(live & self.live) if int(i) not in self.pending]
-            if not waiting:
-                break
-            left = deadline - time.perf_counter()
+            # who is still to act: recounted only when enough actions came in or someone came or went
+            live_now = int(np.count_nonzero(self.live))
+            if len(pending) >= len(served) or live_now != n_live:
+                n_live = live_now
+                waiting = [i for i in np.flatnonzero(live & self.live).tolist() if i not in pending]
+                if not waiting:
+                    break
+            left = deadline - now
             if left <= 0:
                 for i in waiting:
-                    self._absent(int(i), "no action before the deadline")
+                    if self.live[i] and i not in pending:
+                        self._absent(i, "no action before the deadline")
                 break
-            self._poll(int(min(left, self.opts.hb_timeout_s) * 1000) + 1)
-            self._expire()
+            self._poll_one(int(min(left, self.opts.hb_timeout_s) * 1000) + 1)
+            now = time.perf_counter()
+            if now - self._expired_at >= 0.01:  # liveness: 100 checks a second are plenty (hb_timeout_s is ~1 s)
+                self._expire()
         return self._actions()
 
     def _actions(self) -> np.ndarray:
