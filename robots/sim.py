@@ -12,6 +12,7 @@ from ..runtime import protocol as P
 from .base import Observation, RobotAdapter, Stop
 
 POLLIN, NOBLOCK = int(zmq.POLLIN), int(zmq.NOBLOCK)  # plain ints: no enum arithmetic per call
+WORLD = P.WORLD
 
 
 class SimRobot(RobotAdapter):
@@ -50,18 +51,18 @@ class SimRobot(RobotAdapter):
             return None
         while True:
             env = P.decode(frame, self.ex)
-            if isinstance(env, str):
+            if type(env) is str:
                 self.counters.bad(env)
-            elif env["from"] != P.WORLD:
+            elif env["from"] != WORLD:
                 self.counters.bad("not from the world")
+            elif env["k"] == "obs":
+                peers = env.get("peers")
+                if peers is not None:
+                    peers = {p[0]: p[1] for p in peers if isinstance(p, list) and len(p) == 2 and P._int(p[0]) and isinstance(p[1], str)} \
+                        if isinstance(peers, list) else None
+                return Observation(env["ep"], env["t"], env["o"], env["av"], env["in"], env["to"], bool(env.get("first")), peers)
             elif env["k"] == "stop":
                 return Stop(str(env.get("why", "stop")))
-            elif env["k"] == "obs":
-                peers = None
-                if isinstance(env.get("peers"), list):
-                    peers = {p[0]: p[1] for p in env["peers"]
-                             if isinstance(p, list) and len(p) == 2 and P._int(p[0]) and isinstance(p[1], str)}
-                return Observation(env["ep"], env["t"], env["o"], env["av"], env["in"], env["to"], bool(env.get("first")), peers)
             else:
                 self.counters.bad("unexpected kind from the world")
             if not zmq.zmq_poll(self.pollset, 0):

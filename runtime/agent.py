@@ -69,6 +69,8 @@ class AgentProcess:
         self.swarm = swarm or bundle_id(Path(manifest_path))
         self.ex = P.Expect.for_bundle(manifest, self.swarm)
         self.continuous = not spec.get("n_actions")
+        self.lockstep = opts.mode == "lockstep"
+        self.one_hot_prev = self.policy.takes_prev_action and not self.continuous
         self.codec = P.MsgCodec(self.swarm, self.d, self.ex) if self.d else None
         self.ctx = zmq.Context.instance()
         self.inbox_sock: zmq.Socket | None = None
@@ -78,9 +80,9 @@ class AgentProcess:
         self.store: dict[tuple[int, int, int], np.ndarray] = {}  # (sender, ep, t) -> message
         self.rng = np.random.default_rng([opts.seed, 1000 + self.id])
         self.c = P.Counters()
-        self.act_us: list[float] = []
-        self.step_us: list[float] = []
-        self.wait_us: list[float] = []
+        self.act_ns: list[int] = []  # per step: policy call, inbox wait, whole step (perf_counter_ns)
+        self.step_ns: list[int] = []
+        self.wait_ns: list[int] = []
         self.steps = 0
         self.cpu0: float | None = None  # process CPU time at the first step (all threads: ours and ZeroMQ's)
         self.prev_action = np.zeros(int(spec.get("n_actions") or 1), dtype=np.float32)
@@ -148,10 +150,12 @@ class AgentProcess:
 
     # ---- one step ---------------------------------------------------------------------
     def _step(self, ob: Observation) -> None:
-        t0 = time.perf_counter_ns()
+        pc = time.perf_counter_ns
+        t0 = pc()
         if self.cpu0 is None:
             self.cpu0 = time.process_time()
-        self.cur = (ob.episode, ob.step)
+        ep, t = ob.episode, ob.step
+        self.cur = (ep, t)
         if ob.peers:  # the world's directory; a profile's static peers win (an agent bound to * reports 0.0.0.0)
             static = self.opts.peers or {}
             for j, a in ob.peers.items():
@@ -160,22 +164,25 @@ class AgentProcess:
                     old = self.push.pop(j, None)
                     if old is not None:  # it moved (a restart on tcp gets a new port): reconnect
                         old.close(linger=0)
+        policy, prev = self.policy, self.prev_action
         if ob.first:
-            self.policy.reset()
-            self.prev_action[:] = 0.0
-            self.store = {k: v for k, v in self.store.items() if k[1] >= ob.episode and not (k[1] == ob.episode and k[2] < ob.step - 1)}
+            policy.reset()
+            prev[:] = 0.0
+            self.store = {k: v for k, v in self.store.items() if k[1] >= ep and not (k[1] == ep and k[2] < t - 1)}
+        d = self.d
         msg_in = msg_mask = None
-        if self.d:
+        if d:
             msg_in, msg_mask = self._inbox(ob)
-        t1 = time.perf_counter_ns()
-        a, m, _ = self.policy.act(ob.obs[None], None if self.continuous else ob.avail[None], msg_in, msg_mask, self.prev_action[None])
-        t2 = time.perf_counter_ns()
-        action = a[0].copy() if self.continuous else int(a[0])
-        if self.d and m is not None:
-            frame = self.codec.encode(self.id, ob.episode, ob.step, m[0])
-            push, sent = self.push, 0
+        t1 = pc()
+        continuous = self.continuous
+        a, m, _ = policy.act(ob.obs[None], None if continuous else ob.avail[None], msg_in, msg_mask, prev[None])
+        t2 = pc()
+        action = a[0].copy() if continuous else int(a[0])
+        if d and m is not None:
+            frame = self.codec.encode(self.id, ep, t, m[0])
+            push, me, sent = self.push, self.id, 0
             for j in ob.send_to:
-                if j != self.id:
+                if j != me:
                     sock = push.get(j)
                     if sock is None:
                         self._send_to(j, frame)  # first frame to j: connect (and count) there
@@ -185,20 +192,22 @@ class AgentProcess:
                         sent += 1
                     except zmq.Again:
                         self.c.dropped += 1
-            self.c.sent += sent
-            self.c.sent_bytes += sent * len(frame)
+            if sent:
+                c = self.c
+                c.sent += sent
+                c.sent_bytes += sent * len(frame)
         self.robot.apply(ob, action)
-        if self.policy.takes_prev_action and not self.continuous:
-            self.prev_action[:] = 0.0
-            self.prev_action[action] = 1.0
-        t3 = time.perf_counter_ns()
-        self.act_us.append((t2 - t1) / 1e3)
-        self.wait_us.append((t1 - t0) / 1e3)
-        self.step_us.append((t3 - t0) / 1e3)
+        if self.one_hot_prev:
+            prev[:] = 0.0
+            prev[action] = 1.0
+        t3 = pc()
+        self.act_ns.append(t2 - t1)
+        self.wait_ns.append(t1 - t0)
+        self.step_ns.append(t3 - t0)
         self.steps += 1
         # forget what can no longer be heard
         if len(self.store) > 4 * self.n:
-            self.store = {k: v for k, v in self.store.items() if (k[1], k[2]) >= (ob.episode, ob.step - 1)}
+            self.store = {k: v for k, v in self.store.items() if (k[1], k[2]) >= (ep, t - 1)}
 
     def _send_to(self, j: int, frame: bytes) -> None:
         sock = self.push.get(j)
@@ -224,43 +233,20 @@ class AgentProcess:
         k = self.k_max
         msg_in = np.zeros((1, k, self.d), dtype=np.float32)
         mask = np.zeros((1, k), dtype=bool)
-        if not ob.inbox:
+        senders = ob.inbox
+        if not senders:
             return msg_in, mask
         ep, t = ob.episode, ob.step - 1
-        want = [(j, ep, t) for j in ob.inbox[:k]]
         store = self.store
-        if self.opts.mode == "lockstep" and ob.step > 0:
-            missing = [w for w in want if w not in store]
-            if missing:  # wait for them: one blocking receive per frame, as they come
-                sock = self.inbox_sock
-                assert sock is not None
-                now = time.perf_counter()
-                deadline = now + self.opts.msg_timeout_s
-                next_hb = now + self.opts.heartbeat_s
-                while missing and not self._stop:
-                    left = deadline - now
-                    if left <= 0:
-                        break
-                    if now >= next_hb:  # still here, only waiting
-                        self.robot.heartbeat()
-                        next_hb = now + self.opts.heartbeat_s
-                    ms = int(min(left, self.opts.heartbeat_s) * 1000) + 1
-                    if ms != self.rcvtimeo:
-                        sock.setsockopt(zmq.RCVTIMEO, ms)
-                        self.rcvtimeo = ms
-                    try:
-                        frame = sock.recv()
-                    except zmq.Again:
-                        frame = None
-                    if frame is not None:
-                        self._take(frame)
-                        missing = [w for w in missing if w not in store]
-                    now = time.perf_counter()
+        if self.lockstep and t >= 0:
+            missing = [j for j in senders[:k] if (j, ep, t) not in store]
+            if missing:
+                self._await(missing, ep, t)
         drop = self.opts.drop
-        for slot, key in enumerate(want):
-            m = store.get(key)
+        for slot, j in enumerate(senders[:k]):
+            m = store.pop((j, ep, t), None)  # heard once, then forgotten
             if m is None:
-                if self.opts.mode == "realtime":
+                if not self.lockstep:
                     self.c.stale += 1  # not here in time: masked
                 continue
             if drop > 0 and self.rng.random() < drop:
@@ -269,6 +255,36 @@ class AgentProcess:
             msg_in[0, slot] = m
             mask[0, slot] = True
         return msg_in, mask
+
+    def _await(self, missing: list[int], ep: int, t: int) -> None:
+        """Lock-step: wait for the step-``t`` messages of ``missing`` senders, up to
+        the deadline; one blocking receive per frame, as they come."""
+        sock = self.inbox_sock
+        assert sock is not None
+        need = {(j, ep, t) for j in missing}
+        take = self._take
+        now = time.perf_counter()
+        deadline = now + self.opts.msg_timeout_s
+        hb = self.opts.heartbeat_s
+        next_hb = now + hb
+        while need and not self._stop:
+            left = deadline - now
+            if left <= 0:
+                return
+            if now >= next_hb:  # still here, only waiting
+                self.robot.heartbeat()
+                next_hb = now + hb
+            ms = int(min(left, hb) * 1000) + 1
+            if ms != self.rcvtimeo:
+                sock.setsockopt(zmq.RCVTIMEO, ms)
+                self.rcvtimeo = ms
+            try:
+                frame = sock.recv()
+            except zmq.Again:
+                pass
+            else:
+                need.discard(take(frame))
+            now = time.perf_counter()
 
     def _drain_ready(self) -> None:
         """Read every frame already waiting in the inbox."""
@@ -283,12 +299,14 @@ class AgentProcess:
                 return
             self._take(frame)
 
-    def _take(self, frame: bytes) -> None:
-        """Validate one inbox frame; keep a message that can still be heard, count the rest."""
+    def _take(self, frame: bytes) -> tuple[int, int, int] | None:
+        """Validate one inbox frame; keep a message that can still be heard (its
+        key is returned), count the rest."""
         c = self.c
         c.received += 1
         c.received_bytes += len(frame)
-        r = self.codec.parse(frame) if self.codec is not None else None
+        codec = self.codec
+        r = codec.parse(frame) if codec is not None else None
         if r is None:  # not the fixed-width layout: the generic decoder decides
             env = P.decode(frame, self.ex)
             if isinstance(env, str):
@@ -297,19 +315,22 @@ class AgentProcess:
                 r = "not a msg on the message socket"
             else:
                 r = (env["from"], env["ep"], env["t"], env["p"])
-        if isinstance(r, str):
+        if type(r) is str:
             c.bad(r)
-            return
+            return None
         sender, ep, t, p = r
         if sender == self.id:
             c.bad("own message")
-            return
-        if self.opts.delay_steps > 0 or (ep, t) < (self.cur[0], self.cur[1] - 1):
+            return None
+        cur = self.cur
+        if self.opts.delay_steps > 0 or ep < cur[0] or (ep == cur[0] and t < cur[1] - 1):
             # too late to be heard: a message is heard at the next step only (contract 3);
             # one delayed by D >= 1 steps always misses it
             c.stale += 1
-            return
-        self.store[(sender, ep, t)] = p
+            return None
+        key = (sender, ep, t)
+        self.store[key] = p
+        return key
 
     def metrics(self, reason: str = "") -> dict[str, Any]:
         return {
@@ -317,9 +338,9 @@ class AgentProcess:
             "pid": os.getpid(),
             "steps": self.steps,
             "stopped": reason,
-            "act_us": P.percentiles(self.act_us),
-            "step_us": P.percentiles(self.step_us),
-            "wait_us": P.percentiles(self.wait_us),
+            "act_us": P.percentiles(np.asarray(self.act_ns) / 1e3),
+            "step_us": P.percentiles(np.asarray(self.step_ns) / 1e3),
+            "wait_us": P.percentiles(np.asarray(self.wait_ns) / 1e3),
             "cpu_s": 0.0 if self.cpu0 is None else round(time.process_time() - self.cpu0, 6),  # from the first step on
             "messages": self.c.as_dict(),
             "robot_invalid_frames": self.robot.invalid_frames,

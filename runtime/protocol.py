@@ -117,6 +117,7 @@ class MsgCodec:
         self.gaps = gaps
         self.mid = struct.Struct(f">H{len(gaps[0])}sI{len(gaps[1])}sI{len(gaps[2])}s")
         assert self.off_from + self.mid.size == self.off_p
+        self.floats = struct.Struct(f"<{d}f")  # the payload (d <= 63: see finite_f32)
 
     def encode(self, sender: int, ep: int, t: int, payload: np.ndarray) -> bytes:
         buf = self.template
@@ -133,8 +134,7 @@ class MsgCodec:
         if len(frame) != self.size or frame[: self.off_from] != self.head:
             return None
         sender, g0, ep, g1, t, g2 = self.mid.unpack_from(frame, self.off_from)
-        g = self.gaps
-        if g0 != g[0] or g1 != g[1] or g2 != g[2]:
+        if (g0, g1, g2) != self.gaps:
             return None
         ex = self.ex
         assert ex is not None
@@ -142,9 +142,10 @@ class MsgCodec:
             return "unknown sender"
         if ep > ex.max_episode or t > ex.max_step:
             return "insane step"
-        if not finite_f32(frame, self.d, self.off_p):
+        off = self.off_p
+        if not math.isfinite(sum(self.floats.unpack_from(frame, off))):  # as finite_f32
             return "payload: non-finite values"
-        return sender, ep, t, np.frombuffer(frame, dtype=F32, offset=self.off_p)
+        return sender, ep, t, np.frombuffer(frame, dtype=F32, offset=off)
 
     def decode(self, frame: bytes) -> dict[str, Any] | str:
         ex = self.ex
@@ -195,10 +196,27 @@ def encode_obs(swarm: str, ep: int, t: int, o: Any, av: Any, first: bool, to: li
     return msgpack.packb(env, use_bin_type=True)
 
 
+_ACT_HEAD: dict[tuple[str, int], bytes] = {}
+_SMALL = [bytes([i]) for i in range(128)]  # msgpack positive fixints
+
+
+def _uint(x: int) -> bytes:
+    return _SMALL[x] if 0 <= x < 128 else msgpack.packb(x)
+
+
 def encode_act(swarm: str, sender: int, ep: int, t: int, a: Any) -> bytes:
-    """An agent's ``act`` frame: the same bytes as ``encode(swarm, sender, "act", ep, t, a=a)``."""
-    return msgpack.packb({"v": VERSION, "sw": swarm, "from": int(sender), "k": "act", "ep": int(ep), "t": int(t), "a": _raw(a)},
-                         use_bin_type=True)
+    """An agent's ``act`` frame: the same bytes as ``encode(swarm, sender, "act", ep, t, a=a)``
+    (msgpack's smallest widths), from a cached head for a discrete action."""
+    if isinstance(a, np.ndarray) or type(a) is not int:
+        return msgpack.packb({"v": VERSION, "sw": swarm, "from": int(sender), "k": "act", "ep": int(ep), "t": int(t), "a": _raw(a)},
+                             use_bin_type=True)
+    head = _ACT_HEAD.get((swarm, sender))
+    if head is None:
+        whole = msgpack.packb({"v": VERSION, "sw": swarm, "from": int(sender), "k": "act", "ep": 0, "t": 0, "a": 0}, use_bin_type=True)
+        tail = b"\xa2ep\x00\xa1t\x00\xa1a\x00"
+        assert whole.endswith(tail)
+        head = _ACT_HEAD[(swarm, sender)] = whole[: -len(tail)]
+    return b"".join((head, b"\xa2ep", _uint(ep), b"\xa1t", _uint(t), b"\xa1a", _uint(a)))
 
 
 # ---- decoding and validation ---------------------------------------------------------
@@ -286,10 +304,15 @@ def decode(frame: bytes, ex: Expect) -> dict[str, Any] | str:
     elif kind == "obs":
         if sender != WORLD:
             return "obs not from the world"
-        o = _vec(env.get("o"), ex.obs_dim, "obs")
-        if isinstance(o, str):
-            return o
-        env["o"] = o
+        o = env.get("o")
+        n = ex.obs_dim
+        if type(o) is bytes and len(o) == 4 * n and finite_f32(o, n):  # the usual case, inline
+            env["o"] = np.frombuffer(o, dtype=F32)
+        else:
+            o = _vec(o, n, "obs")
+            if isinstance(o, str):
+                return o
+            env["o"] = o
         av = env.get("av", b"")
         if ex.n_actions == 0:  # a continuous box: nothing to mask
             if av not in (b"", None):
@@ -351,8 +374,8 @@ class Counters:
         }
 
 
-def percentiles(xs: list[float]) -> dict[str, float]:
-    if not xs:
+def percentiles(xs: "list[float] | np.ndarray") -> dict[str, float]:
+    if len(xs) == 0:
         return {"p50": math.nan, "p99": math.nan, "n": 0}
     a = np.asarray(xs)
     return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)), "n": len(xs)}
