@@ -125,9 +125,14 @@ class World:
             sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
             self._rcvtimeo = timeout_ms
         try:
-            parts = sock.recv_multipart()
+            ident = sock.recv()
         except zmq.Again:
             return
+        part = sock.recv(copy=False)  # a ROUTER gives the sender's identity, then at least one part
+        parts = [ident, part.bytes]
+        while part.more:  # a multipart message: not ours (counted as bad by _handle)
+            part = sock.recv(copy=False)
+            parts.append(part.bytes)
         self._handle(parts)
 
     def _handle(self, parts: list[bytes]) -> None:
@@ -195,8 +200,12 @@ class World:
             frame = P.encode_obs(self.swarm, ep, t, f["o"], f["av"], f["first"], f["to"], f["in"], f.get("peers"))
         else:
             frame = P.encode(self.swarm, P.WORLD, kind, ep, t, **fields)
-        self.stats.counters.sent += 1
-        self.stats.counters.sent_bytes += len(frame)
+        self._send_frame(i, frame)
+
+    def _send_frame(self, i: int, frame: bytes) -> None:
+        c = self.stats.counters
+        c.sent += 1
+        c.sent_bytes += len(frame)
         self.sock.send(b"agent-%d" % i, SNDMORE)
         self.sock.send(frame)
 
@@ -283,16 +292,22 @@ class World:
         obs = ts.obs[0]
         avail = ts.avail_actions[0] if not self.action_dim else None
         served = [i for i in range(self.n) if on[i]]
+        version, sent_version = self.peers_version, self.peers_sent.tolist()
+        zmq_obs = type(self)._send is World._send  # our own transport: straight to the encoder
         for i in served:
             # hear only senders served last step (they sent) and still here now
             inbox = [] if fresh[i] else [j for j in hear_prev[i] if on[j] and was_on[j]]
-            extra: dict[str, Any] = {}
-            if self.peers_sent[i] != self.peers_version:
-                extra["peers"] = [[j, a] for j, a in sorted(self.addr.items())]
-                self.peers_sent[i] = self.peers_version
+            peers = None
+            if sent_version[i] != version:
+                peers = [[j, a] for j, a in sorted(self.addr.items())]
+                self.peers_sent[i] = version
             av = avail[i] if avail is not None else b""
-            self._send(i, "obs", ep, t, o=obs[i], av=av, first=fresh[i], to=send_to[i], **{"in": inbox}, **extra)
-            self.fresh[i] = False
+            if zmq_obs:
+                self._send_frame(i, P.encode_obs(self.swarm, ep, t, obs[i], av, fresh[i], send_to[i], inbox, peers))
+            else:
+                extra = {} if peers is None else {"peers": peers}
+                self._send(i, "obs", ep, t, o=obs[i], av=av, first=fresh[i], to=send_to[i], **{"in": inbox}, **extra)
+        self.fresh[live] = False
         self.live_prev = live
         if self.opts.mode == "realtime":
             self.next_tick += 1.0 / self.opts.hz
@@ -307,12 +322,12 @@ class World:
         now = time.perf_counter()
         deadline = now + self.opts.act_timeout_s
         pending = self.pending
-        n_live = -1
+        seen = None
         while True:
             # who is still to act: recounted only when enough actions came in or someone came or went
-            live_now = int(np.count_nonzero(self.live))
-            if len(pending) >= len(served) or live_now != n_live:
-                n_live = live_now
+            changes = (len(self.stats.absences), self.peers_version)  # every absence is recorded; every (re)join bumps the version
+            if len(pending) >= len(served) or changes != seen:
+                seen = changes
                 waiting = [i for i in np.flatnonzero(live & self.live).tolist() if i not in pending]
                 if not waiting:
                     break
