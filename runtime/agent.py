@@ -230,20 +230,21 @@ class AgentProcess:
             self.c.dropped += 1
 
     def _inbox(self, ob: Observation) -> tuple[np.ndarray, np.ndarray]:
-        k = self.k_max
-        msg_in = np.zeros((1, k, self.d), dtype=np.float32)
+        k, d = self.k_max, self.d
         mask = np.zeros((1, k), dtype=bool)
-        senders = ob.inbox
+        senders = ob.inbox[:k]
         if not senders:
-            return msg_in, mask
+            return np.zeros((1, k, d), dtype=np.float32), mask
         ep, t = ob.episode, ob.step - 1
         store = self.store
         if self.lockstep and t >= 0:
-            missing = [j for j in senders[:k] if (j, ep, t) not in store]
-            if missing:
-                self._await(missing, ep, t)
+            need = {(j, ep, t) for j in senders}.difference(store)
+            if need:
+                self._await(need)
+        nb = 4 * d
+        buf = bytearray(k * nb)  # the messages' raw float32 bytes, slot by slot (zeros where masked)
         drop = self.opts.drop
-        for slot, j in enumerate(senders[:k]):
+        for slot, j in enumerate(senders):
             m = store.pop((j, ep, t), None)  # heard once, then forgotten
             if m is None:
                 if not self.lockstep:
@@ -252,16 +253,15 @@ class AgentProcess:
             if drop > 0 and self.rng.random() < drop:
                 self.c.dropped += 1
                 continue
-            msg_in[0, slot] = m
+            buf[slot * nb : slot * nb + nb] = m
             mask[0, slot] = True
-        return msg_in, mask
+        return np.frombuffer(buf, dtype=np.float32).reshape(1, k, d), mask
 
-    def _await(self, missing: list[int], ep: int, t: int) -> None:
-        """Lock-step: wait for the step-``t`` messages of ``missing`` senders, up to
-        the deadline; one blocking receive per frame, as they come."""
+    def _await(self, need: set[tuple[int, int, int]]) -> None:
+        """Lock-step: wait for the messages ``need`` (sender, episode, step), up
+        to the deadline; one blocking receive per frame, as they come."""
         sock = self.inbox_sock
         assert sock is not None
-        need = {(j, ep, t) for j in missing}
         take = self._take
         now = time.perf_counter()
         deadline = now + self.opts.msg_timeout_s
@@ -314,7 +314,7 @@ class AgentProcess:
             elif env["k"] != "msg":
                 r = "not a msg on the message socket"
             else:
-                r = (env["from"], env["ep"], env["t"], env["p"])
+                r = (env["from"], env["ep"], env["t"], env["p"].tobytes())
         if type(r) is str:
             c.bad(r)
             return None

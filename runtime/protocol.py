@@ -107,9 +107,11 @@ class MsgCodec:
         self.template = bytearray(encode_msg(swarm, 0, 0, 0, np.zeros(d, dtype=np.float32)))
         head = bytes(self.template)
         self.size = len(head)
-        self.off_from = head.index(b"\xa4from") + 5 + 1
-        self.off_ep = head.index(b"\xa2ep") + 3 + 1
-        self.off_t = head.index(b"\xa1t\xce") + 2 + 1
+        # search for the keys only after the swarm id: an id may contain their bytes (e.g. "¤from")
+        after_id = 1 + len(_str("v")) + 1 + len(_str("sw")) + len(_str(swarm))
+        self.off_from = head.index(b"\xa4from", after_id) + 5 + 1
+        self.off_ep = head.index(b"\xa2ep", self.off_from) + 3 + 1
+        self.off_t = head.index(b"\xa1t\xce", self.off_ep) + 2 + 1
         self.off_p = self.size - 4 * d
         # everything but sender, ep, t and payload never changes (type markers included)
         self.head = head[: self.off_from]
@@ -123,14 +125,15 @@ class MsgCodec:
         buf = self.template
         g = self.gaps
         self.mid.pack_into(buf, self.off_from, sender, g[0], ep, g[1], t, g[2])
-        if payload.dtype != F32 or not payload.flags.c_contiguous:
-            payload = np.ascontiguousarray(payload, dtype=F32)
-        buf[self.off_p :] = payload.tobytes()
+        if payload.dtype != F32:
+            payload = payload.astype(F32)
+        buf[self.off_p :] = payload.tobytes()  # (C order whatever the layout)
         return bytes(buf)
 
-    def parse(self, frame: bytes) -> tuple[int, int, int, np.ndarray] | str | None:
-        """``(sender, ep, t, payload)`` of a valid frame in this layout, the
-        reason a frame in this layout is invalid, or None: another layout."""
+    def parse(self, frame: bytes) -> tuple[int, int, int, bytes] | str | None:
+        """``(sender, ep, t, payload)`` of a valid frame in this layout (the
+        payload as its raw float32 bytes), the reason a frame in this layout is
+        invalid, or None: another layout."""
         if len(frame) != self.size or frame[: self.off_from] != self.head:
             return None
         sender, g0, ep, g1, t, g2 = self.mid.unpack_from(frame, self.off_from)
@@ -145,7 +148,7 @@ class MsgCodec:
         off = self.off_p
         if not math.isfinite(sum(self.floats.unpack_from(frame, off))):  # as finite_f32
             return "payload: non-finite values"
-        return sender, ep, t, np.frombuffer(frame, dtype=F32, offset=off)
+        return sender, ep, t, frame[off:]
 
     def decode(self, frame: bytes) -> dict[str, Any] | str:
         ex = self.ex
@@ -156,7 +159,7 @@ class MsgCodec:
         if isinstance(r, str):
             return r
         sender, ep, t, p = r
-        return {"v": VERSION, "sw": self.swarm, "from": sender, "k": "msg", "ep": ep, "t": t, "p": p}
+        return {"v": VERSION, "sw": self.swarm, "from": sender, "k": "msg", "ep": ep, "t": t, "p": np.frombuffer(p, dtype=F32)}
 
 
 def frame_size(d: int, swarm: str) -> int:
@@ -197,11 +200,15 @@ def encode_obs(swarm: str, ep: int, t: int, o: Any, av: Any, first: bool, to: li
 
 
 _ACT_HEAD: dict[tuple[str, int], bytes] = {}
-_SMALL = [bytes([i]) for i in range(128)]  # msgpack positive fixints
+_SMALL = [bytes([i]) for i in range(128)] + [b"\xcc" + bytes([i]) for i in range(128, 256)]  # msgpack's encoding of 0..255
 
 
 def _uint(x: int) -> bytes:
-    return _SMALL[x] if 0 <= x < 128 else msgpack.packb(x)
+    if 0 <= x < 256:
+        return _SMALL[x]
+    if 256 <= x < 65536:
+        return b"\xcd" + x.to_bytes(2, "big")
+    return msgpack.packb(x)
 
 
 def encode_act(swarm: str, sender: int, ep: int, t: int, a: Any) -> bytes:
