@@ -70,3 +70,15 @@ def test_counters_group_reasons():
     for r in ("payload: 4 bytes, want 32", "payload: non-finite values", "undecodable"):
         c.bad(r)
     assert c.invalid == 3 and c.invalid_reasons == {"payload": 2, "undecodable": 1}
+
+
+@pytest.mark.parametrize("swarm", ["¤from¢ep¡t", "x" * 40, "ünïcødé-swarm"])
+def test_msg_codec_is_encode_msg_for_any_swarm_id(swarm):
+    """The fast codec finds its fields after the swarm id, so an id holding a key's bytes cannot move them."""
+    d = 8
+    codec = P.MsgCodec(swarm, d, P.Expect(swarm=swarm, n_agents=4, msg_dim=d))
+    x = np.linspace(-1, 1, d, dtype=np.float32)
+    frame = codec.encode(3, 7, 11, x)
+    assert frame == P.encode_msg(swarm, 3, 7, 11, x)
+    sender, ep, t, payload = codec.parse(frame)
+    assert (sender, ep, t) == (3, 7, 11) and np.array_equal(np.frombuffer(payload, "<f4"), x)
