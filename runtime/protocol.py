@@ -223,7 +223,9 @@ def encode_act(swarm: str, sender: int, ep: int, t: int, a: Any) -> bytes:
         tail = b"\xa2ep\x00\xa1t\x00\xa1a\x00"
         assert whole.endswith(tail)
         head = _ACT_HEAD[(swarm, sender)] = whole[: -len(tail)]
-    return b"".join((head, b"\xa2ep", _uint(ep), b"\xa1t", _uint(t), b"\xa1a", _uint(a)))
+    small = _SMALL
+    return b"".join((head, b"\xa2ep", small[ep] if 0 <= ep < 256 else _uint(ep), b"\xa1t", small[t] if 0 <= t < 256 else _uint(t),
+                     b"\xa1a", small[a] if 0 <= a < 256 else _uint(a)))
 
 
 # ---- decoding and validation ---------------------------------------------------------
@@ -266,12 +268,12 @@ def _int(x: Any) -> bool:
 
 
 def _ids(x: Any, n: int, k_max: int | None, name: str) -> list[int] | str:
-    if type(x) is not list or (k_max is not None and len(x) > k_max) or len(x) > n:
+    if type(x) is not list or (m := len(x)) > n or (k_max is not None and m > k_max):
         return f"{name}: not a list of at most {k_max if k_max is not None else n} agent ids"
     for i in x:  # msgpack gives exact ints (bool is its own type)
         if type(i) is not int or not 0 <= i < n:
             return f"{name}: agent ids must be distinct ints in 0..{n - 1}"
-    if len(x) > 1 and len(set(x)) != len(x):
+    if m > 1 and len(set(x)) != m:
         return f"{name}: agent ids must be distinct ints in 0..{n - 1}"
     return x
 
@@ -321,11 +323,12 @@ def decode(frame: bytes, ex: Expect) -> dict[str, Any] | str:
                 return o
             env["o"] = o
         av = env.get("av", b"")
-        if ex.n_actions == 0:  # a continuous box: nothing to mask
+        na = ex.n_actions
+        if na == 0:  # a continuous box: nothing to mask
             if av not in (b"", None):
                 return "avail: a continuous-action swarm sends none"
             env["av"] = np.zeros(0, dtype=bool)
-        elif not isinstance(av, (bytes, bytearray)) or len(av) != ex.n_actions or (ones := av.count(1)) == 0 or ones + av.count(0) != len(av):
+        elif not isinstance(av, (bytes, bytearray)) or len(av) != na or (ones := av.count(1)) == 0 or ones + av.count(0) != na:
             return "avail: want n_actions bytes of 0/1 with at least one 1"
         else:
             env["av"] = np.frombuffer(av, dtype=np.bool_)  # every byte is 0 or 1: a valid bool
