@@ -177,9 +177,9 @@ class AgentProcess:
         continuous = self.continuous
         a, m, _ = policy.act(ob.obs[None], None if continuous else ob.avail[None], msg_in, msg_mask, prev[None])
         t2 = pc()
-        action = a[0].copy() if continuous else int(a[0])
+        action = a[0].copy() if continuous else a.item()
         if d and m is not None:
-            frame = self.codec.encode(self.id, ep, t, m[0])
+            frame = self.codec.encode(self.id, ep, t, m)  # m: [1, d], the same d floats
             push, me, sent = self.push, self.id, 0
             for j in ob.send_to:
                 if j != me:
@@ -231,10 +231,9 @@ class AgentProcess:
 
     def _inbox(self, ob: Observation) -> tuple[np.ndarray, np.ndarray]:
         k, d = self.k_max, self.d
-        mask = np.zeros((1, k), dtype=bool)
         senders = ob.inbox[:k]
         if not senders:
-            return np.zeros((1, k, d), dtype=np.float32), mask
+            return np.zeros((1, k, d), dtype=np.float32), np.zeros((1, k), dtype=bool)
         ep, t = ob.episode, ob.step - 1
         store = self.store
         if self.lockstep and t >= 0:
@@ -243,6 +242,7 @@ class AgentProcess:
                 self._await(need)
         nb = 4 * d
         buf = bytearray(k * nb)  # the messages' raw float32 bytes, slot by slot (zeros where masked)
+        heard = bytearray(k)  # the mask, one 0/1 byte per slot
         drop = self.opts.drop
         for slot, j in enumerate(senders):
             m = store.pop((j, ep, t), None)  # heard once, then forgotten
@@ -254,8 +254,9 @@ class AgentProcess:
                 self.c.dropped += 1
                 continue
             buf[slot * nb : slot * nb + nb] = m
-            mask[0, slot] = True
-        return np.frombuffer(buf, dtype=np.float32).reshape(1, k, d), mask
+            heard[slot] = 1
+        # two arrays over the buffers: no per-slot numpy calls
+        return np.ndarray((1, k, d), dtype=np.float32, buffer=buf), np.ndarray((1, k), dtype=np.bool_, buffer=heard)
 
     def _await(self, need: set[tuple[int, int, int]]) -> None:
         """Lock-step: wait for the messages ``need`` (sender, episode, step), up
