@@ -23,6 +23,11 @@ class SimRobot(RobotAdapter):
         self.agent_id = -1
         self.counters = P.Counters()
         self.rcvtimeo = -1  # ms; set on the socket only when observe's timeout changes
+        try:  # the fixed-width per-step frames (anything else goes through the generic decoder)
+            self.obs_codec: P.ObsCodec | None = P.ObsCodec(expect)
+            self.act_codec: P.ActCodec | None = P.ActCodec(expect) if not expect.action_dim else None
+        except P.ProtocolError:
+            self.obs_codec = self.act_codec = None
 
     def connect(self, agent_id: int, hello: dict[str, Any]) -> None:
         self.agent_id = agent_id
@@ -50,6 +55,9 @@ class SimRobot(RobotAdapter):
         except zmq.Again:
             return None
         while True:
+            r = self.obs_codec.parse(frame) if self.obs_codec is not None else None
+            if r is not None:  # a valid fixed-width obs frame
+                return Observation(r[0], r[1], r[3], r[4], r[5], r[6], r[2], None)
             env = P.decode(frame, self.ex)
             if type(env) is str:
                 self.counters.bad(env)
@@ -74,8 +82,12 @@ class SimRobot(RobotAdapter):
 
     def apply(self, ob: Observation, action: int | np.ndarray) -> None:
         assert self.sock is not None
-        a = np.asarray(action, dtype=np.float32) if isinstance(action, np.ndarray) else int(action)
-        self.sock.send(P.encode_act(self.ex.swarm, self.agent_id, ob.episode, ob.step, a))
+        if isinstance(action, np.ndarray):
+            self.sock.send(P.encode_act(self.ex.swarm, self.agent_id, ob.episode, ob.step, np.asarray(action, dtype=np.float32)))
+        elif self.act_codec is not None and 0 <= action < 65536:
+            self.sock.send(self.act_codec.encode(self.agent_id, ob.episode, ob.step, int(action)))
+        else:
+            self.sock.send(P.encode_act(self.ex.swarm, self.agent_id, ob.episode, ob.step, int(action)))
 
     def heartbeat(self) -> None:
         self._send("hb")

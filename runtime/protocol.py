@@ -359,6 +359,146 @@ def decode(frame: bytes, ex: Expect) -> dict[str, Any] | str:
     return env
 
 
+# ---- fixed-width control frames: obs (world -> agent) and act (agent -> world) ----------------
+#
+# Like msg frames, the per-step control frames are written with fixed widths
+# (``ep`` and ``t`` uint32, ids and discrete actions uint16, arrays as array16)
+# so the receiver can check and read them with ``struct`` instead of building
+# an envelope dict. They stay ordinary msgpack maps: any decoder reads them,
+# and a receiver given any other layout (another encoder's widths, extra keys
+# such as ``peers``) hands it to the generic ``decode``. The fast paths accept
+# exactly what ``decode`` accepts; for anything they do not accept they
+# return None and the caller asks ``decode`` (which also names the reason).
+
+
+class ObsCodec:
+    """The world's ``obs`` frames of one swarm without ``peers``: ``encode`` (world)
+    and ``parse`` (agent). ``ex`` gives the sizes (obs_dim, n_actions, k_max)."""
+
+    def __init__(self, ex: "Expect") -> None:
+        self.ex = ex
+        od, na = ex.obs_dim, ex.n_actions
+        self.obs_dim, self.n_actions = od, na
+        self.head = b"".join([b"\x8b", _str("v"), bytes([VERSION]), _str("sw"), _str(ex.swarm), _str("from"), b"\xff",
+                              _str("k"), _str("obs"), _str("ep"), b"\xce"])
+        o_len, av_len = 4 * od, na
+        o_hdr = (b"\xc4" + bytes([o_len])) if o_len < 256 else (b"\xc5" + struct.pack(">H", o_len))
+        if av_len >= 256:
+            raise ProtocolError("obs frames carry at most 255 available-action bytes")
+        # after ep: t, first, o, av, then the head of "in"
+        self.gaps = (_str("t") + b"\xce", _str("first"), _str("o") + o_hdr, _str("av") + b"\xc4" + bytes([av_len]), _str("in") + b"\xdc")
+        g = self.gaps
+        self.mid = struct.Struct(f">I{len(g[0])}sI{len(g[1])}sB{len(g[2])}s{o_len}s{len(g[3])}s{av_len}s{len(g[4])}sH")
+        self.fixed = len(self.head) + self.mid.size
+        self.to_head = _str("to") + b"\xdc"
+        self.id_bytes: dict[int, bytes] = {}
+        self.ids_structs: dict[int, struct.Struct] = {}
+        self.o_floats = struct.Struct(f"<{od}f") if od <= 64 else None
+
+    def _ids(self, ids: list[int]) -> bytes:
+        tab = self.id_bytes
+        out = []
+        for j in ids:
+            b = tab.get(j)
+            if b is None:
+                b = tab[j] = b"\xcd" + struct.pack(">H", j)
+            out.append(b)
+        return b"".join(out)
+
+    def encode(self, ep: int, t: int, o: Any, av: Any, first: bool, to: list[int], inbox: list[int]) -> bytes:
+        """The frame ``encode_obs(swarm, ep, t, o, av, first, to, inbox)`` would carry, with fixed widths."""
+        g = self.gaps
+        o, av = _raw(o), _raw(av)
+        if len(o) != 4 * self.obs_dim or len(av) != self.n_actions:
+            raise ProtocolError(f"obs frame: {len(o)} obs bytes and {len(av)} avail bytes, want {4 * self.obs_dim} and {self.n_actions}")
+        return b"".join([self.head, self.mid.pack(ep, g[0], t, g[1], 0xC3 if first else 0xC2, g[2], o, g[3], av, g[4], len(inbox)),
+                         self._ids(inbox), self.to_head, struct.pack(">H", len(to)), self._ids(to)])
+
+    def _read_ids(self, frame: bytes, p: int, c: int) -> tuple[int, ...] | None:
+        if c == 0:
+            return ()
+        seg = frame[p : p + 3 * c]
+        if len(seg) != 3 * c or seg[::3] != b"\xcd" * c:
+            return None
+        st = self.ids_structs.get(c)
+        if st is None:
+            st = self.ids_structs[c] = struct.Struct(">" + "xH" * c)
+        return st.unpack(seg)
+
+    def parse(self, frame: bytes) -> tuple[int, int, bool, np.ndarray, np.ndarray, list[int], list[int]] | None:
+        """``(ep, t, first, obs, avail, inbox, to)`` of a valid frame in this
+        layout; None for anything else (valid or not: ask ``decode``)."""
+        head = self.head
+        if type(frame) is not bytes or not frame.startswith(head) or len(frame) < self.fixed:
+            return None
+        ep, g0, t, g1, first, g2, o, g3, av, g4, n_in = self.mid.unpack_from(frame, len(head))
+        if (g0, g1, g2, g3, g4) != self.gaps or first not in (0xC2, 0xC3):
+            return None
+        ex = self.ex
+        n = ex.n_agents
+        if ep > ex.max_episode or t > ex.max_step:
+            return None
+        fl = self.o_floats
+        if not (math.isfinite(sum(fl.unpack(o))) if fl is not None else finite_f32(o, self.obs_dim)):
+            return None
+        na = self.n_actions
+        if na and ((ones := av.count(1)) == 0 or ones + av.count(0) != na):
+            return None
+        p = self.fixed
+        k_max = ex.k_max if ex.k_max is not None else n
+        if n_in > k_max or n_in > n:
+            return None
+        inbox = self._read_ids(frame, p, n_in)
+        p += 3 * n_in
+        th = self.to_head
+        if inbox is None or frame[p : p + len(th)] != th or len(frame) < p + len(th) + 2:
+            return None
+        (n_to,) = struct.unpack_from(">H", frame, p + len(th))
+        p += len(th) + 2
+        if n_to > n or len(frame) != p + 3 * n_to:
+            return None
+        to = self._read_ids(frame, p, n_to)
+        if to is None:
+            return None
+        for ids in (inbox, to):
+            for j in ids:
+                if j >= n:
+                    return None
+            if len(ids) > 1 and len(set(ids)) != len(ids):
+                return None
+        return (ep, t, first == 0xC3, np.frombuffer(o, dtype=F32), np.frombuffer(av, dtype=np.bool_) if na else np.zeros(0, dtype=bool),
+                list(inbox), list(to))
+
+
+class ActCodec:
+    """An agent's discrete ``act`` frames: ``encode`` (agent, fixed widths) and
+    ``parse`` (world). A continuous action (float32 bin) takes ``encode_act``
+    and the generic ``decode``."""
+
+    def __init__(self, ex: "Expect") -> None:
+        self.ex = ex
+        self.head = b"".join([b"\x87", _str("v"), bytes([VERSION]), _str("sw"), _str(ex.swarm), _str("from"), b"\xcd"])
+        self.gaps = (_str("k") + _str("act") + _str("ep") + b"\xce", _str("t") + b"\xce", _str("a") + b"\xcd")
+        g = self.gaps
+        self.mid = struct.Struct(f">H{len(g[0])}sI{len(g[1])}sI{len(g[2])}sH")
+        self.size = len(self.head) + self.mid.size
+
+    def encode(self, sender: int, ep: int, t: int, a: int) -> bytes:
+        g = self.gaps
+        return self.head + self.mid.pack(sender, g[0], ep, g[1], t, g[2], a)
+
+    def parse(self, frame: bytes) -> tuple[int, int, int, int] | None:
+        """``(sender, ep, t, action)`` of a valid frame in this layout; None for anything else."""
+        if type(frame) is not bytes or len(frame) != self.size or not frame.startswith(self.head):
+            return None
+        sender, g0, ep, g1, t, g2, a = self.mid.unpack_from(frame, len(self.head))
+        ex = self.ex
+        if (g0, g1, g2) != self.gaps or sender >= ex.n_agents or ep > ex.max_episode or t > ex.max_step \
+                or ex.action_dim or a >= max(1, ex.n_actions):
+            return None
+        return sender, ep, t, a
+
+
 # ---- counters ----------------------------------------------------------------------------
 
 

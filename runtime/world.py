@@ -59,6 +59,13 @@ class WorldStats:
     cpu_s: float = 0.0  # the world process's CPU time over the episodes (all its threads)
 
 
+def _codecs(ex: P.Expect) -> tuple[P.ObsCodec | None, P.ActCodec | None]:
+    try:
+        return P.ObsCodec(ex), (P.ActCodec(ex) if not ex.action_dim else None)
+    except P.ProtocolError:  # sizes the fixed layouts do not cover: the generic frames
+        return None, None
+
+
 class World:
     _expired_at = 0.0  # when liveness was last checked (perf_counter)
 
@@ -70,6 +77,7 @@ class World:
         self.action_dim = int(spec.get("action_dim") or 0)  # continuous: an absent robot's action is the zero vector
         self.topology = bundle.topology()
         self.ex = P.Expect.for_bundle(bundle.manifest, swarm)
+        self.obs_codec, self.act_codec = _codecs(self.ex)  # fixed-width per-step frames (None: generic msgpack)
         self.ctx = ctx or zmq.Context.instance()
         self._open(endpoint)
         self.addr: dict[int, str] = {}
@@ -143,7 +151,11 @@ class World:
             return
         ident, frame = parts
         c.received_bytes += len(frame)
-        env = P.decode(frame, self.ex)
+        r = self.act_codec.parse(frame) if self.act_codec is not None else None
+        if r is not None:  # a valid fixed-width act (the per-step frame)
+            env: dict[str, Any] | str = {"k": "act", "from": r[0], "ep": r[1], "t": r[2], "a": r[3]}
+        else:
+            env = P.decode(frame, self.ex)
         if isinstance(env, str):
             c.bad(env)
             return
@@ -304,7 +316,12 @@ class World:
                 self.peers_sent[i] = version
             av = avail[i] if avail is not None else b""
             if zmq_obs:
-                self._send_frame(i, P.encode_obs(self.swarm, ep, t, obs[i], av, fresh[i], send_to[i], inbox, peers))
+                oc = self.obs_codec
+                if peers is None and oc is not None:
+                    frame = oc.encode(ep, t, obs[i], av, fresh[i], send_to[i], inbox)
+                else:
+                    frame = P.encode_obs(self.swarm, ep, t, obs[i], av, fresh[i], send_to[i], inbox, peers)
+                self._send_frame(i, frame)
             else:
                 extra = {} if peers is None else {"peers": peers}
                 self._send(i, "obs", ep, t, o=obs[i], av=av, first=fresh[i], to=send_to[i], **{"in": inbox}, **extra)
