@@ -15,7 +15,12 @@ Every frame is one msgpack map ("envelope") with string keys:
 Data-plane ``msg`` frames (agent -> agent, direct) are written with fixed
 widths (``from`` uint16, ``ep`` and ``t`` uint32, ``p`` bin8), so every
 message of a swarm has the same size on the wire: ``frame_size(d, swarm)``.
-Any msgpack decoder reads them as ordinary maps.
+The per-step control frames are written with fixed widths too: ``obs``
+(``ObsCodec``: ``ep``/``t`` uint32, ids uint16 in array16, without ``peers``)
+and discrete ``act`` (``ActCodec``: ``from`` and ``a`` uint16, ``ep``/``t``
+uint32); every other frame with msgpack's smallest widths. Any msgpack
+decoder reads them all as ordinary maps, and every receiver accepts any
+width: a fixed layout only lets it read the frame with ``struct``.
 
 Validation never raises into the caller's loop: ``decode`` returns either a
 dict or an error reason string, and the caller counts and drops bad frames.
