@@ -143,7 +143,8 @@ def main() -> None:
                     "bare_agent_cpu_us": med([x["agent_cpu_us_per_step"] for x in bare]),
                     "world_cpu_us": med([m.get("world_cpu_us_per_step", float("nan")) for m in me]),
                     "bare_world_cpu_us": med([x["world_cpu_us_per_step"] for x in bare]),
-                    "act_us_p50": med([m["act_latency_us_p50"] for m in me]), "msgs_per_step": me[0]["msgs_per_step"],
+                    "act_us_p50": med([m["act_latency_us_p50"] for m in me]), "bare_act_us_p50": med([x["act_latency_us_p50"] for x in bare]),
+                    "msgs_per_step": me[0]["msgs_per_step"],
                     "invalid_frames": sum(m["invalid_frames"] for m in me), "same_returns": same,
                     "old_reference": ref, "load_during": [min(loads), max(loads)],
                 }
@@ -153,13 +154,13 @@ def main() -> None:
                     f"**{ratio:.0%}** ({min(ratios):.0%}–{max(ratios):.0%}) | {'yes' if ratio >= TARGET else 'no'} | {fmt(row['cpu_ratio'], '.0%')} | "
                     f"{row['step_ms_p50']:.2f} / {row['step_ms_p99']:.2f} | {row['bare_step_ms_p50']:.2f} / {row['bare_step_ms_p99']:.2f} | "
                     f"{fmt(row['agent_cpu_us'])} / {fmt(row['bare_agent_cpu_us'])} | {fmt(row['world_cpu_us'])} / {fmt(row['bare_world_cpu_us'])} | "
-                    f"{fmt(row['act_us_p50'])} | {row['msgs_per_step']:.0f} | {'yes' if same else 'NO'} | "
+                    f"{fmt(row['act_us_p50'])} / {fmt(row['bare_act_us_p50'])} | {row['msgs_per_step']:.0f} | {'yes' if same else 'NO'} | "
                     f"{ref if ref else 'n/a'} | {fmt(sps_me / ref if ref else float('nan'), '.0%')} | {min(loads):.1f}–{max(loads):.1f} |"
                 )
     load1 = os.getloadavg()
     print("\n| n | transport | steps × pairs | marl-edge steps/s | bare steps/s | marl-edge / bare | ≥ 90 % | CPU ratio | "
           "step p50 / p99 ms marl-edge | step p50 / p99 ms bare | agent CPU µs/step marl-edge / bare | world CPU µs/step marl-edge / bare | "
-          "act p50 µs | msgs/step | same returns | old ref steps/s | marl-edge / old ref | load (1 min) |")
+          "act p50 µs marl-edge / bare | msgs/step | same returns | old ref steps/s | marl-edge / old ref | load (1 min) |")
     print("|---" * 18 + "|")
     print("\n".join(rows))
     print(f"\nload average at end {load1[0]:.2f} / {load1[1]:.2f} / {load1[2]:.2f}. "

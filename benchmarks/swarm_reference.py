@@ -50,7 +50,7 @@ OBS = struct.Struct("<IIBBH")
 ACT = struct.Struct("<IIq")  # agent -> world: episode, step, action
 MSG = struct.Struct("<HII")  # agent -> agent: sender, episode, step; then msg float32
 HELLO = struct.Struct("<H")  # agent -> world at start: id, then its inbox address
-BYE = struct.Struct("<HdI")  # agent -> world after STOP: id, CPU seconds from its first step on, steps
+BYE = struct.Struct("<HdId")  # agent -> world after STOP: id, CPU seconds from its first step on, steps, median session.run µs
 STOP = 0xFFFFFFFF
 
 
@@ -96,7 +96,7 @@ def agent_main(argv: list[str]) -> None:
     peers: dict[int, str] = json.loads(world.recv())["peers"]  # the directory, once everyone is here
     push: dict[int, zmq.Socket] = {}
     store: dict[tuple[int, int, int], bytes] = {}
-    cpu0, steps = None, 0
+    cpu0, steps, run_ns = None, 0, []
     while True:
         f = world.recv()
         ep, t, first, n_in, n_to = OBS.unpack_from(f)
@@ -124,7 +124,9 @@ def agent_main(argv: list[str]) -> None:
                     store[MSG.unpack_from(m)] = m
                 msg_in[0, slot] = np.frombuffer(store.pop(key), np.float32, d, MSG.size)
                 mask[0, slot] = True
+        r0 = time.perf_counter_ns()
         out = sess.run(None, feed)
+        run_ns.append(time.perf_counter_ns() - r0)
         feed["hidden"] = out[hid_out]
         action = int(out[0][0])
         if talks:
@@ -137,7 +139,7 @@ def agent_main(argv: list[str]) -> None:
                     s.connect(peers[str(j)])
                 s.send(frame)
         world.send(ACT.pack(ep, t, action))
-    world.send(BYE.pack(me, 0.0 if cpu0 is None else time.process_time() - cpu0, steps))
+    world.send(BYE.pack(me, 0.0 if cpu0 is None else time.process_time() - cpu0, steps, float(np.median(run_ns)) / 1e3 if run_ns else float("nan")))
     for s in push.values():
         s.close()
     inbox.close()
@@ -245,11 +247,12 @@ def run_reference(bundle_dir: Path, episodes: int, seed: int, transport: str = "
         stop = OBS.pack(STOP, 0, 0, 0, 0)
         for i in range(n):
             sock.send_multipart([ident[i], stop])
-        agent_cpu = []
+        agent_cpu, run_us = [], []
         while len(agent_cpu) < n and sock.poll(10_000):
             _, f = sock.recv_multipart()
-            _, cpu_s, st = BYE.unpack(f)
+            _, cpu_s, st, r_us = BYE.unpack(f)
             agent_cpu.append(cpu_s / max(1, st))
+            run_us.append(r_us)
         for p in procs:
             p.wait(timeout=10)
     finally:
@@ -272,6 +275,7 @@ def run_reference(bundle_dir: Path, episodes: int, seed: int, transport: str = "
         "step_ms_p50": float(np.percentile(step_ms, 50)),
         "step_ms_p99": float(np.percentile(step_ms, 99)),
         "agent_cpu_us_per_step": float(np.mean(agent_cpu)) * 1e6 if agent_cpu else float("nan"),
+        "act_latency_us_p50": float(np.median(run_us)) if run_us else float("nan"),  # the bare session.run, wall
         "world_cpu_us_per_step": cpu / max(1, steps) * 1e6,
     }
 

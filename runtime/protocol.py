@@ -413,7 +413,8 @@ class ObsCodec:
     def encode(self, ep: int, t: int, o: Any, av: Any, first: bool, to: list[int], inbox: list[int]) -> bytes:
         """The frame ``encode_obs(swarm, ep, t, o, av, first, to, inbox)`` would carry, with fixed widths."""
         g = self.gaps
-        o, av = _raw(o), _raw(av)
+        o = o.tobytes() if type(o) is np.ndarray and o.dtype == F32 else _raw(o)
+        av = av.tobytes() if type(av) is np.ndarray and av.dtype == np.bool_ else _raw(av)
         if len(o) != 4 * self.obs_dim or len(av) != self.n_actions:
             raise ProtocolError(f"obs frame: {len(o)} obs bytes and {len(av)} avail bytes, want {4 * self.obs_dim} and {self.n_actions}")
         return b"".join([self.head, self.mid.pack(ep, g[0], t, g[1], 0xC3 if first else 0xC2, g[2], o, g[3], av, g[4], len(inbox)),

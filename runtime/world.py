@@ -340,13 +340,17 @@ class World:
         now = time.perf_counter()
         deadline = now + self.opts.act_timeout_s
         pending = self.pending
+        calm = (len(self.stats.absences), self.peers_version)  # every absence is recorded; every (re)join bumps the version
         seen = None
         while True:
             # who is still to act: recounted only when enough actions came in or someone came or went
-            changes = (len(self.stats.absences), self.peers_version)  # every absence is recorded; every (re)join bumps the version
-            if len(pending) >= len(served) or changes != seen:
+            changes = (len(self.stats.absences), self.peers_version)
+            if changes != seen or len(pending) >= len(served):
                 seen = changes
-                waiting = [i for i in np.flatnonzero(live & self.live).tolist() if i not in pending]
+                if changes == calm:  # nobody came or went since the observations went out
+                    waiting = [i for i in served if i not in pending]
+                else:
+                    waiting = [i for i in np.flatnonzero(live & self.live).tolist() if i not in pending]
                 if not waiting:
                     break
             left = deadline - now
