@@ -36,6 +36,8 @@ from marl_edge.envs.rollout import evaluate
 from marl_edge.train.config import RunConfig
 from marl_edge.train.trainer import create_run_dir, evaluate_run, git_revision, make_run_spec, train
 
+from comm import table  # noqa: E402  (benchmarks/ is the script's folder on sys.path)
+
 EVAL_SEED = 12345
 TASKS: dict[str, dict[str, Any]] = {
     "two_step": {"env": "two_step", "options": {}, "algos": ["coma", "qmix"], "optimum": "8"},
@@ -74,12 +76,6 @@ def random_return(env_name: str, options: dict[str, Any], episodes: int) -> floa
 
 def mean_std(xs: list[float]) -> str:
     return f"{statistics.mean(xs):.2f} ± {statistics.pstdev(xs):.2f}" if len(xs) > 1 else f"{xs[0]:.2f}"
-
-
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    w = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    line = lambda cells: "| " + " | ".join(c.ljust(w[i]) for i, c in enumerate(cells)) + " |"  # noqa: E731
-    return "\n".join([line(headers), "|" + "|".join("-" * (x + 2) for x in w) + "|", *(line(r) for r in rows)])
 
 
 def main() -> None:
