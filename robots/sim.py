@@ -16,6 +16,10 @@ WORLD = P.WORLD
 
 
 class SimRobot(RobotAdapter):
+    """``observe`` returns the observation and availability as views of the
+    adapter's own buffers (no allocation per step): they hold until the next
+    ``observe``; copy them to keep them longer."""
+
     def __init__(self, world: str, expect: P.Expect, ctx: zmq.Context | None = None) -> None:
         self.world, self.ex = world, expect
         self.ctx = ctx or zmq.Context.instance()
@@ -28,6 +32,9 @@ class SimRobot(RobotAdapter):
             self.act_codec: P.ActCodec | None = P.ActCodec(expect) if not expect.action_dim else None
         except P.ProtocolError:
             self.obs_codec = self.act_codec = None
+        self.obs_bytes, self.avail_bytes = bytearray(4 * expect.obs_dim), bytearray(expect.n_actions)
+        self.obs = np.frombuffer(self.obs_bytes, dtype=np.float32)  # what observe returns, refilled in place
+        self.avail = np.frombuffer(self.avail_bytes, dtype=np.bool_)
 
     def connect(self, agent_id: int, hello: dict[str, Any]) -> None:
         self.agent_id = agent_id
@@ -57,7 +64,9 @@ class SimRobot(RobotAdapter):
         while True:
             r = self.obs_codec.parse(frame) if self.obs_codec is not None else None
             if r is not None:  # a valid fixed-width obs frame
-                return Observation(r[0], r[1], r[3], r[4], r[5], r[6], r[2], None)
+                self.obs_bytes[:] = r[3]
+                self.avail_bytes[:] = r[4]
+                return Observation(r[0], r[1], self.obs, self.avail, r[5], r[6], r[2], None)
             env = P.decode(frame, self.ex)
             if type(env) is str:
                 self.counters.bad(env)

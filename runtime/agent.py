@@ -70,6 +70,13 @@ class AgentProcess:
         self.ex = P.Expect.for_bundle(manifest, self.swarm)
         self.continuous = not spec.get("n_actions")
         self.lockstep = opts.mode == "lockstep"
+        # the policy's message inputs, refilled in place every step (the policy copies them)
+        nb = 4 * self.d * self.k_max
+        self.msg_bytes, self.heard = bytearray(nb), bytearray(self.k_max)
+        self.no_msgs, self.no_heard = bytes(nb), bytes(self.k_max)
+        self.msg_in = np.ndarray((1, self.k_max, self.d), dtype=np.float32, buffer=self.msg_bytes)
+        self.msg_mask = np.ndarray((1, self.k_max), dtype=np.bool_, buffer=self.heard)
+        self.batched: tuple[Any, Any, Any, Any] = (None, None, None, None)  # (obs, avail, obs[None], avail[None]) of the last step
         self.one_hot_prev = self.policy.takes_prev_action and not self.continuous
         self.codec = P.MsgCodec(self.swarm, self.d, self.ex) if self.d else None
         self.ctx = zmq.Context.instance()
@@ -86,6 +93,7 @@ class AgentProcess:
         self.steps = 0
         self.cpu0: float | None = None  # process CPU time at the first step (all threads: ours and ZeroMQ's)
         self.prev_action = np.zeros(int(spec.get("n_actions") or 1), dtype=np.float32)
+        self.prev_batched = self.prev_action[None]
         self.cur = (-1, 0)  # (episode, step) being acted on
         self._stop = False
 
@@ -175,7 +183,10 @@ class AgentProcess:
             msg_in, msg_mask = self._inbox(ob)
         t1 = pc()
         continuous = self.continuous
-        a, m, _ = policy.act(ob.obs[None], None if continuous else ob.avail[None], msg_in, msg_mask, prev[None])
+        b = self.batched
+        if ob.obs is not b[0] or ob.avail is not b[1]:  # a robot that refills the same arrays (robots.sim): views made once
+            b = self.batched = (ob.obs, ob.avail, ob.obs[None], None if continuous else ob.avail[None])
+        a, m, _ = policy.act(b[2], b[3], msg_in, msg_mask, self.prev_batched)
         t2 = pc()
         action = a[0].copy() if continuous else a.item()
         if d and m is not None:
@@ -231,18 +242,19 @@ class AgentProcess:
 
     def _inbox(self, ob: Observation) -> tuple[np.ndarray, np.ndarray]:
         k, d = self.k_max, self.d
+        buf, heard = self.msg_bytes, self.heard
+        buf[:] = self.no_msgs
+        heard[:] = self.no_heard
         senders = ob.inbox[:k]
         if not senders:
-            return np.zeros((1, k, d), dtype=np.float32), np.zeros((1, k), dtype=bool)
+            return self.msg_in, self.msg_mask
         ep, t = ob.episode, ob.step - 1
         store = self.store
         if self.lockstep and t >= 0:
             need = {(j, ep, t) for j in senders}.difference(store)
             if need:
                 self._await(need)
-        nb = 4 * d
-        buf = bytearray(k * nb)  # the messages' raw float32 bytes, slot by slot (zeros where masked)
-        heard = bytearray(k)  # the mask, one 0/1 byte per slot
+        nb = 4 * d  # a message's raw float32 bytes go to its slot (zeros where masked)
         drop = self.opts.drop
         for slot, j in enumerate(senders):
             m = store.pop((j, ep, t), None)  # heard once, then forgotten
@@ -255,8 +267,7 @@ class AgentProcess:
                 continue
             buf[slot * nb : slot * nb + nb] = m
             heard[slot] = 1
-        # two arrays over the buffers: no per-slot numpy calls
-        return np.ndarray((1, k, d), dtype=np.float32, buffer=buf), np.ndarray((1, k), dtype=np.bool_, buffer=heard)
+        return self.msg_in, self.msg_mask  # arrays over the two buffers: no numpy call per step
 
     def _await(self, need: set[tuple[int, int, int]]) -> None:
         """Lock-step: wait for the messages ``need`` (sender, episode, step), up

@@ -431,9 +431,10 @@ class ObsCodec:
             st = self.ids_structs[c] = struct.Struct(">" + "xH" * c)
         return st.unpack(seg)
 
-    def parse(self, frame: bytes) -> tuple[int, int, bool, np.ndarray, np.ndarray, list[int], list[int]] | None:
+    def parse(self, frame: bytes) -> tuple[int, int, bool, bytes, bytes, list[int], list[int]] | None:
         """``(ep, t, first, obs, avail, inbox, to)`` of a valid frame in this
-        layout; None for anything else (valid or not: ask ``decode``)."""
+        layout, obs and avail as their raw bytes (float32, 0/1); None for
+        anything else (valid or not: ask ``decode``)."""
         head = self.head
         if type(frame) is not bytes or not frame.startswith(head) or len(frame) < self.fixed:
             return None
@@ -472,8 +473,7 @@ class ObsCodec:
                     return None
             if len(ids) > 1 and len(set(ids)) != len(ids):
                 return None
-        return (ep, t, first == 0xC3, np.frombuffer(o, dtype=F32), np.frombuffer(av, dtype=np.bool_) if na else np.zeros(0, dtype=bool),
-                list(inbox), list(to))
+        return ep, t, first == 0xC3, o, av, list(inbox), list(to)
 
 
 class ActCodec:
