@@ -27,6 +27,7 @@ class SimRobot(RobotAdapter):
         self.agent_id = -1
         self.counters = P.Counters()
         self.rcvtimeo = -1  # ms; set on the socket only when observe's timeout changes
+        self.timeout_s = -1.0
         try:  # the fixed-width per-step frames (anything else goes through the generic decoder)
             self.obs_codec: P.ObsCodec | None = P.ObsCodec(expect)
             self.act_codec: P.ActCodec | None = P.ActCodec(expect) if not expect.action_dim else None
@@ -53,10 +54,12 @@ class SimRobot(RobotAdapter):
     def observe(self, timeout_s: float) -> Observation | Stop | None:
         sock = self.sock
         assert sock is not None
-        ms = max(0, int(timeout_s * 1000))
-        if ms != self.rcvtimeo:
-            sock.setsockopt(zmq.RCVTIMEO, ms)
-            self.rcvtimeo = ms
+        if timeout_s != self.timeout_s:
+            self.timeout_s = timeout_s
+            ms = max(0, int(timeout_s * 1000))
+            if ms != self.rcvtimeo:
+                sock.setsockopt(zmq.RCVTIMEO, ms)
+                self.rcvtimeo = ms
         try:
             frame = sock.recv()  # waits up to the timeout: no separate poll per step
         except zmq.Again:

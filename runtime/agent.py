@@ -281,6 +281,7 @@ class AgentProcess:
         deadline = now + self.opts.msg_timeout_s
         hb = self.opts.heartbeat_s
         next_hb = now + hb
+        hb_ms = int(hb * 1000) + 1
         while need and not self._stop:
             left = deadline - now
             if left <= 0:
@@ -288,7 +289,7 @@ class AgentProcess:
             if now >= next_hb:  # still here, only waiting
                 self.robot.heartbeat()
                 next_hb = now + hb
-            ms = int(min(left, hb) * 1000) + 1
+            ms = hb_ms if left >= hb else int(left * 1000) + 1  # = int(min(left, hb) * 1000) + 1
             if ms != self.rcvtimeo:
                 sock.setsockopt(zmq.RCVTIMEO, ms)
                 self.rcvtimeo = ms

@@ -68,6 +68,7 @@ def _codecs(ex: P.Expect) -> tuple[P.ObsCodec | None, P.ActCodec | None]:
 
 class World:
     _expired_at = 0.0  # when liveness was last checked (perf_counter)
+    _rcvtimeo = -1  # the socket's ZMQ_RCVTIMEO (ms) for _poll_one, set only when it changes
 
     def __init__(self, bundle: Bundle, endpoint: str, swarm: str, opts: WorldOptions, ctx: zmq.Context | None = None) -> None:
         self.b, self.opts, self.swarm = bundle, opts, swarm
@@ -129,7 +130,7 @@ class World:
             self._poll(timeout_ms)
             return
         sock = self.sock
-        if timeout_ms != self.__dict__.get("_rcvtimeo"):
+        if timeout_ms != self._rcvtimeo:
             sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
             self._rcvtimeo = timeout_ms
         try:
@@ -340,6 +341,8 @@ class World:
         now = time.perf_counter()
         deadline = now + self.opts.act_timeout_s
         pending = self.pending
+        hb = self.opts.hb_timeout_s
+        hb_ms = int(hb * 1000) + 1
         calm = (len(self.stats.absences), self.peers_version)  # every absence is recorded; every (re)join bumps the version
         seen = None
         while True:
@@ -359,7 +362,7 @@ class World:
                     if self.live[i] and i not in pending:
                         self._absent(i, "no action before the deadline")
                 break
-            self._poll_one(int(min(left, self.opts.hb_timeout_s) * 1000) + 1)
+            self._poll_one(hb_ms if left >= hb else int(left * 1000) + 1)  # = int(min(left, hb) * 1000) + 1
             now = time.perf_counter()
             if now - self._expired_at >= 0.01:  # liveness: 100 checks a second are plenty (hb_timeout_s is ~1 s)
                 self._expire()
