@@ -75,6 +75,16 @@ def _pdeathsig() -> None:  # runs in the child before exec
         pass
 
 
+def _is_session(s: Any) -> bool:
+    """An agent's metrics as the summary reads them; a robot that speaks the
+    protocol may send any map in its ``bye``, and a foreign one is left out."""
+    if not isinstance(s, dict):
+        return False
+    m, a = s.get("messages"), s.get("act_us")
+    return (isinstance(m, dict) and all(isinstance(m.get(k), (int, float)) for k in ("sent", "sent_bytes", "dropped", "stale", "invalid"))
+            and isinstance(a, dict) and all(isinstance(a.get(k), (int, float)) for k in ("n", "p50", "p99")))
+
+
 class Launcher:
     def __init__(self, bundle_dir: Path, opts: SwarmOptions) -> None:
         self.bundle = load_bundle(bundle_dir)
@@ -198,7 +208,7 @@ class Launcher:
                 lines = [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
             if i in world.bye and world.bye[i]:
                 lines = lines or [world.bye[i]]
-            out.append({"agent": i, "sessions": lines})
+            out.append({"agent": i, "sessions": [s for s in lines if _is_session(s)]})
         return out
 
     def _summary(self, stats: Any, agents: list[dict[str, Any]], startup: float) -> dict[str, Any]:

@@ -287,3 +287,13 @@ def test_profiles_deploy_agents_started_elsewhere(bundles, cli, tmp_path):
                 a.wait()
     assert res["returns"] == evaluate_bundle(bundles["knn3"], episodes=4, seed=1)["returns"]
     assert res["msgs_per_step"] == 18 and res["invalid_frames"] == 0
+
+
+def test_summary_leaves_out_a_foreign_bye():
+    """A client may send any map in its bye; only well-formed agent metrics reach the summary."""
+    from marl_edge.runtime.swarm import _is_session
+
+    good = {"messages": {"sent": 3, "sent_bytes": 276, "dropped": 0, "stale": 1, "invalid": 0}, "act_us": {"n": 5, "p50": 70.0, "p99": 90.5}}
+    assert _is_session(good)
+    for bad in ({}, {"hello": 1}, {"messages": {"sent": "3"}, "act_us": good["act_us"]}, {"messages": good["messages"]}, [good], None):
+        assert not _is_session(bad)
