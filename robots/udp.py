@@ -64,6 +64,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from ..runtime.protocol import Counters
 from .base import Observation, RobotAdapter, Stop
 
 MAGIC = b"ME"
@@ -452,19 +453,10 @@ def same_addr(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
 
 
 @dataclass
-class LinkCounters:
-    sent: int = 0
-    sent_bytes: int = 0
-    received: int = 0
-    received_bytes: int = 0
-    send_errors: int = 0
-    invalid: int = 0
-    invalid_reasons: dict[str, int] = field(default_factory=dict)
+class LinkCounters(Counters):
+    """The runtime's frame counters, plus datagrams the OS refused to send."""
 
-    def bad(self, reason: str) -> None:
-        self.invalid += 1
-        key = reason.split(":")[0]
-        self.invalid_reasons[key] = self.invalid_reasons.get(key, 0) + 1
+    send_errors: int = 0
 
 
 class UdpRobot(RobotAdapter):
