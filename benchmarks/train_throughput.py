@@ -51,7 +51,7 @@ from marl_edge.train.trainer import RunError, create_run_dir, git_revision, make
 
 TARGET = (
     "target >= 5,000 env steps/s for QMIX on 4-agent rendezvous with batched envs "
-    "(peers measured on this machine: EPyMARL 400\u20131,060)"
+    "(peers measured on the same 2-vCPU machine: EPyMARL 400\u20131,060)"
 )
 TARGET_SPS = 5000.0
 DEFAULT_ALGOS = ["qmix", "vdn", "iql"]

@@ -12,13 +12,13 @@ from typing import Any, Callable
 
 import click
 
-# Errors a user can cause. Subpackages raise their own ValueError/RuntimeError
-# subclasses; commands list the ones they expect in ``user_errors``.
-USER_ERROR_NAMES = {"EnvError", "ConfigError", "RunError", "CheckpointError", "BundleError", "ExportError"}
+from ..errors import UserError
 
 
 def is_user_error(e: BaseException) -> bool:
-    return any(c.__name__ in USER_ERROR_NAMES for c in type(e).__mro__)
+    """Errors a user can cause derive from ``marl_edge.errors.UserError`` (each room
+    has its own subclass); everything else is a bug."""
+    return isinstance(e, UserError)
 
 
 # What the training extra adds to the edge install (pyproject.toml). A robot's

@@ -1,4 +1,4 @@
-"""marl-swarm: the world simulator and one process per agent, on this machine."""
+"""marl-swarm: the world simulator and one process per agent, on one host."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The env contract (DESIGN.md contract 1): a spec and a batched Markov game.
+"""The env contract (docs/design.md contract 1): a spec and a batched Markov game.
 
 numpy only. Every env runs ``B`` parallel episodes (``n_envs``) as arrays
 ``[B, n_agents, ...]``. Each slot has its own episode seed and its own RNG,
@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+from ..errors import UserError
 
 
-class EnvError(ValueError):
+class EnvError(UserError, ValueError):
     """A user-facing env error (bad option, bad action, bad topology...)."""
 
 

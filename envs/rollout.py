@@ -7,7 +7,7 @@ A ``TeamPolicy`` keeps its own recurrent state per slot: ``reset(mask)``
 clears the slots that start a new episode, ``act(ts)`` returns actions
 ``[B, n]`` for every slot (ignored for finished ones).
 
-Messages (DESIGN.md contracts 2 and 3). Given a ``Topology``, the loop
+Messages (docs/design.md contracts 2 and 3). Given a ``Topology``, the loop
 decides who hears whom with ``topology.neighbours(positions at step t)`` and
 routes by it the messages the agents emit at step ``t``: they are heard at
 ``t + 1``. Before each ``act`` the timestep carries ``inbox_idx`` /

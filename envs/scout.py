@@ -12,7 +12,7 @@ guess: a chance of ``1/K`` per step. The best a silent team can do is
 
     silent ceiling = T * (1 + (n - 1) / K) / n          (n=4, K=4, T=4: 1.75)
 
-A message sent at step ``t`` is heard at ``t + 1`` (DESIGN.md contract 3), so
+A message sent at step ``t`` is heard at ``t + 1`` (docs/design.md contract 3), so
 step 0 is a guess for everyone but the scout even with perfect talk:
 
     talking ceiling = (1 + (n - 1) / K) / n + (T - 1)   (n=4, K=4, T=4: 3.4375)

@@ -1,4 +1,4 @@
-"""Topology: who hears whom, step by step (DESIGN.md contract 2).
+"""Topology: who hears whom, step by step (docs/design.md contract 2).
 
 numpy only. Training and the deployment world simulator call the *same*
 ``Topology.neighbours``, so a deployed team hears whom it heard in training.

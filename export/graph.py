@@ -1,4 +1,4 @@
-"""One agent's policy graph to ONNX (DESIGN.md contract 4).
+"""One agent's policy graph to ONNX (docs/design.md contract 4).
 
 The exported module is ``train.networks.AgentPolicy``: the very module whose
 team-level twin acted in training, with the agent id folded in as a constant.
@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ..errors import UserError
 from ..runtime.bundle import BundleError
 from ..train.networks import AgentPolicy
 
@@ -24,7 +25,7 @@ DEFAULT_OPSET = 17
 MIN_OPSET = 14  # GRU-cell maths, Softmax on the last axis, TopK with a tensor k
 
 
-class ExportError(RuntimeError):
+class ExportError(UserError, RuntimeError):
     """A user-facing export failure (parity, checker, bad options)."""
 
 

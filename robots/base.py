@@ -6,7 +6,7 @@ behind this small interface, so the same agent runs on the simulated robot
 adapter around your drivers; ``robots.udp`` is a worked example).
 
 Per step the adapter delivers an ``Observation``: the observation vector, the
-available actions, and the two neighbour lists of DESIGN.md contracts 2-3 --
+available actions, and the two neighbour lists of docs/design.md contracts 2-3 --
 ``inbox`` (whose previous-step messages this agent hears now, in slot order)
 and ``send_to`` (who hears the message it emits now). A robot that computes
 neighbours itself calls ``envs.topology`` with its positions, the same code

@@ -38,7 +38,7 @@ then the body of the kind; the datagram is exactly header + body long::
 
 ACT, OBS: the episode and step of the observation acted on. ``in`` lists the
 agents whose previous-step messages this agent hears now (slot order), ``to``
-the agents that hear what it emits now (DESIGN.md contracts 2-3); ``avail``
+the agents that hear what it emits now (docs/design.md contracts 2-3); ``avail``
 is one 0/1 byte per discrete action (at least one 1), none for a continuous
 box. A HEARTBEAT carries the same body as HELLO, so a device that lost an
 agent (or its HELLO) can take the agent back from its next heartbeat.
@@ -64,6 +64,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from ..errors import UserError
 from ..runtime.protocol import Counters
 from .base import Observation, RobotAdapter, Stop
 
@@ -90,7 +91,7 @@ F32 = np.dtype("<f4")
 U16 = np.dtype("<u2")
 
 
-class UdpLinkError(ValueError):
+class UdpLinkError(UserError, ValueError):
     """A bad robot link setting (an address that does not parse or resolve)."""
 
 

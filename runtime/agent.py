@@ -1,6 +1,6 @@
 """One agent process: an exported policy, its robot, its peers. torch-free.
 
-Each step (DESIGN.md contract 3): take the observation and the neighbour
+Each step (docs/design.md contract 3): take the observation and the neighbour
 lists from the robot adapter; take from the inbox the messages the listed
 senders emitted at the previous step (lock-step: wait for them, up to a
 deadline; missing ones are masked, never invented); act; send ``msg_out``

@@ -1,4 +1,4 @@
-"""Reading and checking a bundle (DESIGN.md contract 5). torch-free.
+"""Reading and checking a bundle (docs/design.md contract 5). torch-free.
 
 A bundle is a folder::
 
@@ -24,6 +24,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from ..errors import UserError
 
 FORMAT = "marl-edge-bundle"
 FORMAT_VERSION = 1
@@ -32,7 +33,7 @@ AGENT_CARD = "agent.json"
 POLICY_FILE = "policy.onnx"
 
 
-class BundleError(ValueError):
+class BundleError(UserError, ValueError):
     """A user-facing problem with a bundle (missing, corrupt, mismatched)."""
 
 

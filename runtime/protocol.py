@@ -1,4 +1,4 @@
-"""Wire protocol v1 (DESIGN.md contract 6; described for other languages in
+"""Wire protocol v1 (docs/design.md contract 6; described for other languages in
 docs/protocol.md). torch-free.
 
 Every frame is one msgpack map ("envelope") with string keys:

@@ -3,7 +3,7 @@ each simulated robot over ZeroMQ. torch-free.
 
 Lock-step: each step the world sends every live agent its observation, its
 available actions and its two neighbour lists (``in``: whose step t-1
-messages it hears now; ``to``: who hears what it emits now -- DESIGN.md
+messages it hears now; ``to``: who hears what it emits now -- docs/design.md
 contracts 2-3, computed by the same ``Topology.neighbours`` as training),
 then steps the env when every live agent has acted or the deadline passed.
 An absent agent's robot takes the no-op (action 0 when the env has none).

@@ -1,4 +1,4 @@
-"""Topology (DESIGN.md contract 2): who hears whom, the same in training and deployment."""
+"""Topology (docs/design.md contract 2): who hears whom, the same in training and deployment."""
 
 from __future__ import annotations
 

@@ -19,12 +19,13 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+from ..errors import UserError
 
 PREFIX = "step_"
 
 
-class CheckpointError(RuntimeError):
-    pass
+class CheckpointError(UserError, RuntimeError):
+    """A missing, corrupt or mismatched checkpoint."""
 
 
 def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

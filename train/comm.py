@@ -1,6 +1,6 @@
 """Learned messages: the config keys, the message head and three aggregators.
 
-Timing (DESIGN.md contract 3): at step ``t`` every agent emits ``msg_out``
+Timing (docs/design.md contract 3): at step ``t`` every agent emits ``msg_out``
 (``msg_dim`` floats, ``tanh``-bounded) from its new recurrent state; its
 neighbours hear it at step ``t + 1``. An agent's input at step ``t`` is its
 observation plus ``msg_in [k_max, d]`` -- the step ``t-1`` messages of the

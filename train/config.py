@@ -13,9 +13,10 @@ import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any
+from ..errors import UserError
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A user-facing configuration error."""
 
 

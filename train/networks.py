@@ -13,7 +13,7 @@ ignored, the returned one is that last activation) so learners carry it
 unchanged.
 Training calls it on the whole team at once (``forward``, ``unroll``);
 deployment calls ``AgentPolicy``, the per-agent view of the *same*
-parameters with the signature of DESIGN.md contract 4 and the agent id
+parameters with the signature of docs/design.md contract 4 and the agent id
 folded in as a constant. The exporter exports ``AgentPolicy`` as it is.
 """
 
@@ -240,7 +240,7 @@ class RNNAgent(nn.Module):
 
 
 class AgentPolicy(nn.Module):
-    """One agent's acting graph (DESIGN.md contract 4), sharing ``net``'s weights.
+    """One agent's acting graph (docs/design.md contract 4), sharing ``net``'s weights.
 
     Inputs, in this order (``input_names``): ``obs [b, obs_dim]``,
     ``avail_actions [b, A]`` (bool or 0/1), ``hidden [b, h]`` (recurrent

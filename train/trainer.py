@@ -34,6 +34,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..errors import UserError
 from .. import __version__
 from ..envs import EnvSpec, episode_seeds, get_entry, make
 from ..envs.rollout import Rollout, evaluate
@@ -69,7 +70,7 @@ NONDETERMINISTIC = {"wall_s", "steps_per_s"}
 LEARNER_METRICS = ("loss", "td_abs", "q_taken", "grad_norm", "entropy", "clip_frac")
 
 
-class RunError(RuntimeError):
+class RunError(UserError, RuntimeError):
     """A user-facing problem with a run directory."""
 
 
