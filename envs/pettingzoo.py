@@ -216,6 +216,9 @@ class PettingZooEnv(MultiAgentEnv):
       step was truncated. ``episode_limit`` also truncates (base class).
     * The state is ``env.state()`` when the env implements it, else the
       concatenation of all (padded) observations.
+    * Positions: an env with a method ``agent_positions()`` returning
+      ``[n, pos_dim]`` has geometry (``has_positions``), so distance
+      topologies work on it; without one, only broadcast and graphs.
     * Slot ``b`` reset with seed ``s`` calls ``copy_b.reset(seed=s)``.
     """
 
@@ -277,6 +280,10 @@ class PettingZooEnv(MultiAgentEnv):
             self._has_state = False
             state_dim = n * obs_dim
 
+        # positions: an env that offers ``agent_positions() -> [n, pos_dim]`` (None: no geometry)
+        pos0 = env0.agent_positions() if callable(getattr(env0, "agent_positions", None)) else None
+        pos_dim = int(np.asarray(pos0).reshape(n, -1).shape[1]) if pos0 is not None else 2
+
         env_name = name or (getattr(env0, "metadata", None) or {}).get("name") or "pettingzoo"
         self.spec = EnvSpec(
             name=str(env_name),
@@ -288,6 +295,8 @@ class PettingZooEnv(MultiAgentEnv):
             action_dim=action_dim,
             action_low=low,
             action_high=high,
+            has_positions=pos0 is not None,
+            pos_dim=pos_dim,
             shared_reward=False,
             noop_action=0 if n_actions is not None else None,
             options={"episode_limit": episode_limit, **kwargs},
@@ -298,6 +307,7 @@ class PettingZooEnv(MultiAgentEnv):
         self._avail_buf = np.ones((B, n, n_actions or 1), dtype=bool)
         self._alive = np.zeros((B, n), dtype=bool)
         self._slot_seeds = np.zeros(B, dtype=np.int64)
+        self._pos_buf = np.zeros((B, n, pos_dim), dtype=np.float32) if pos0 is not None else None
 
     # ---- seeds ------------------------------------------------------------------
     def reset(self, seeds: int | Sequence[int] | np.ndarray, mask: np.ndarray | None = None) -> TimeStep:
@@ -378,6 +388,8 @@ class PettingZooEnv(MultiAgentEnv):
                     avail[: len(m)] = m
                     if not avail.any():
                         avail[0] = True
+        if self._pos_buf is not None:
+            self._pos_buf[b] = np.asarray(self.envs[b].agent_positions(), dtype=np.float32).reshape(self.spec.n_agents, -1)
         if self._has_state:
             self._state_buf[b] = np.asarray(self.envs[b].state(), dtype=np.float32).reshape(-1)
         else:
@@ -391,6 +403,9 @@ class PettingZooEnv(MultiAgentEnv):
 
     def _avail(self) -> np.ndarray:
         return self._avail_buf.copy()
+
+    def _positions(self) -> np.ndarray | None:
+        return None if self._pos_buf is None else self._pos_buf.copy()
 
     def close(self) -> None:
         for env in self.envs:

@@ -2,7 +2,9 @@
 
 ``make("spread", n_envs=8, n_agents=16)``. Names of the form
 ``pz:module.path:factory`` (or ``pz:module.path``, meaning its ``parallel_env``)
-wrap any PettingZoo parallel env (see ``pettingzoo.from_pettingzoo``).
+wrap any PettingZoo parallel env (see ``pettingzoo.from_pettingzoo``);
+``gym:MODULE:ENV_ID`` any gymnasium multi-agent env with tuple spaces, such
+as LBF and RWARE (see ``gymma``).
 """
 
 from __future__ import annotations
@@ -43,8 +45,13 @@ def get_entry(name: str) -> EnvEntry:
         from .pettingzoo import pettingzoo_entry
 
         return pettingzoo_entry(name)
+    if name.startswith("gym:"):
+        from .gymma import gym_entry
+
+        return gym_entry(name)
     if name not in _REGISTRY:
-        raise EnvError(f"unknown env {name!r}; choose one of: {', '.join(env_names())} (or pz:MODULE for a PettingZoo env)")
+        raise EnvError(f"unknown env {name!r}; choose one of: {', '.join(env_names())} "
+                       "(or pz:MODULE for a PettingZoo env, gym:MODULE:ENV_ID for a gymnasium multi-agent env such as LBF or RWARE)")
     return _REGISTRY[name]
 
 

@@ -1,0 +1,106 @@
+"""The field's benchmarks by name: gymnasium multi-agent envs (LBF, RWARE) as marl-edge envs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("gymnasium")
+pytest.importorskip("lbforaging")
+pytest.importorskip("rware")
+
+from marl_edge.envs import EnvError, make  # noqa: E402
+
+LBF = "gym:lbforaging:Foraging-5x5-2p-1f-coop-v3"
+RWARE = "gym:rware:rware-tiny-2ag-v2"
+
+
+@pytest.mark.parametrize("name,n,obs_dim,n_actions,limit", [
+    (LBF, 2, 9, 6, 50),
+    ("gym:lbforaging:Foraging-8x8-3p-2f-v3", 3, 15, 6, 50),
+    (RWARE, 2, 71, 5, 500),
+])
+def test_spec_comes_from_the_env(name, n, obs_dim, n_actions, limit):
+    env = make(name, n_envs=2)
+    s = env.spec
+    assert (s.n_agents, s.obs_dim, s.n_actions, s.episode_limit) == (n, obs_dim, n_actions, limit)
+    assert s.state_dim == n * obs_dim and not s.shared_reward and s.has_positions
+    ts = env.reset(0)
+    assert ts.obs.shape == (2, n, obs_dim) and ts.positions.shape == (2, n, 2) and ts.avail_actions.all()
+    env.close()
+
+
+def _play(name: str, seeds: np.ndarray, steps: int, n_envs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random play (actions drawn from a generator seeded per slot); obs and rewards of slot 0.. per step."""
+    env = make(name, n_envs=n_envs)
+    ts = env.reset(seeds)
+    rngs = [np.random.default_rng(int(s)) for s in seeds]
+    obs, rew = [ts.obs.copy()], []
+    for _ in range(steps):
+        a = np.stack([r.integers(0, env.spec.n_actions, size=env.spec.n_agents) for r in rngs])
+        ts = env.step(a)
+        obs.append(ts.obs.copy())
+        rew.append(ts.reward.copy())
+    env.close()
+    return np.stack(obs, 1), np.stack(rew, 1)
+
+
+@pytest.mark.parametrize("name", [LBF, RWARE])
+def test_slot_plays_what_a_batch_1_env_plays_with_its_seed(name):
+    seeds = np.array([11, 22, 33])
+    obs3, rew3 = _play(name, seeds, 40, 3)
+    for b, s in enumerate(seeds):
+        obs1, rew1 = _play(name, np.array([s]), 40, 1)
+        np.testing.assert_array_equal(obs3[b], obs1[0])
+        np.testing.assert_array_equal(rew3[b], rew1[0])
+
+
+def test_time_limit_is_a_truncation_and_food_collected_a_termination():
+    env = make(LBF, n_envs=64)
+    ts = env.reset(0)
+    rng = np.random.default_rng(0)
+    ended_by_task = ended_by_limit = 0
+    for _ in range(50):
+        ts = env.step(rng.integers(0, 6, size=(64, 2)))
+        if _ == 49:
+            break
+    # every slot has ended by step 50: either the food was eaten (terminated, earlier) or the limit hit
+    assert ts.done.all()
+    ended_by_task = int(ts.terminated.sum())
+    ended_by_limit = int((ts.done & ~ts.terminated).sum())
+    assert ended_by_task >= 1 and ended_by_limit >= 1 and ended_by_task + ended_by_limit == 64
+    # a slot that ended by the task is the one that collected a reward; time-limit slots have t == 50
+    assert (ts.t[~ts.terminated] == 50).all()
+    env.close()
+
+
+def test_names_and_options_give_clear_errors():
+    with pytest.raises(EnvError, match="gym:MODULE:ENV_ID"):
+        make("gym:")
+    with pytest.raises(EnvError, match="install|cannot import"):
+        make("gym:no_such_pkg_xyz:Thing-v0")
+    with pytest.raises(EnvError, match="gymnasium cannot make"):
+        make("gym:lbforaging:Foraging-NotAThing-v9")
+    with pytest.raises(EnvError, match="above the env's own limit"):
+        make(LBF, episode_limit=80)
+    assert make(LBF, episode_limit=20).spec.episode_limit == 20  # a shorter limit is fine
+
+
+def test_train_export_and_evaluate_by_name(tmp_path):
+    """A gym: env trains, exports (bundle) and evaluates with ORT to the same returns; a knn topology uses its positions."""
+    from marl_edge.export.bundle import export_run
+    from marl_edge.runtime.swarm import SwarmOptions, run_swarm
+    from marl_edge.runtime.team import evaluate_bundle
+    from marl_edge.train.config import RunConfig
+    from marl_edge.train.trainer import create_run_dir, evaluate_run, make_run_spec, train
+
+    run = RunConfig(env="gym:lbforaging:Foraging-5x5-3p-1f-coop-v3", algo="qmix", steps=600, seed=0, eval_episodes=0,
+                    n_envs=4, save_buffer=False)
+    d = create_run_dir(make_run_spec(run, {"comm": "mean", "topology": "knn:1", "msg_dim": "4"}), tmp_path / "run")
+    train(d)
+    res = export_run(d, tmp_path / "bundle")
+    assert res["parity"]["action_agreement"] == 1.0
+    ev = evaluate_bundle(tmp_path / "bundle", episodes=6, seed=3)
+    assert ev["returns"] == evaluate_run(d, episodes=6, seed=3)["returns"]
+    sw = run_swarm(tmp_path / "bundle", SwarmOptions(episodes=6, seed=3))
+    assert sw["returns"] == ev["returns"] and sw["invalid_frames"] == 0 and sw["noop_actions"] == 0
