@@ -449,3 +449,43 @@ def test_every_package_folder_is_in_pyproject():
     rooms = sorted({n.split(".")[1] for n in want if n.count(".") >= 1})
     unmapped = [r for r in rooms if dirs.get(f"{PKG}.{r}") != r]
     assert not unmapped, f"rooms missing from [tool.setuptools.package-dir]: {unmapped}"
+
+
+# --------------------------------------------------------------------------
+# Contract numbers cited in code and docs exist in docs/design.md
+# --------------------------------------------------------------------------
+CITATION = re.compile(r"design\.md\)?,?\s+contracts?\s+(\d+(?:\s*(?:-|–|,|and)\s*\d+)*)")
+
+
+def cited_contracts(text: str) -> list[tuple[int, int]]:
+    """(line, contract number) for each "design.md contract N" / "contracts 2-3" / "contracts 4 and 5"."""
+    out = []
+    for i, line in enumerate(text.splitlines(), 1):
+        for m in CITATION.finditer(line):
+            spec = m.group(1)
+            nums = [int(x) for x in re.findall(r"\d+", spec)]
+            if re.search(r"\d\s*[-–]\s*\d", spec) and len(nums) == 2:
+                nums = list(range(nums[0], nums[1] + 1))
+            out += [(i, n) for n in nums]
+    return out
+
+
+def test_cited_contracts_exist():
+    """Code and docs cite "docs/design.md contract N"; design.md has exactly
+    contracts 1..6 as headings, and every cited N is one of them."""
+    design = (ROOT / "docs" / "design.md").read_text(encoding="utf-8")
+    heads = [int(n) for n in re.findall(r"^### Contract (\d+):", design, flags=re.M)]
+    assert heads == [1, 2, 3, 4, 5, 6], heads
+    bad = []
+    for f in standalone_files() + tracked("tests/*.py"):
+        if f == Path(__file__).resolve():  # its own examples
+            continue
+        for line, n in cited_contracts(f.read_text(encoding="utf-8", errors="replace")):
+            if n not in heads:
+                bad.append(f"{f.relative_to(ROOT)}:{line}: contract {n}")
+    assert not bad, "citations of contracts design.md does not have:\n" + "\n".join(bad)
+
+
+def test_citation_parser():
+    text = "x (docs/design.md contracts 2-3) and [design.md](design.md) contracts 4 and 5\ndesign.md contract 7\n"
+    assert cited_contracts(text) == [(1, 2), (1, 3), (1, 4), (1, 5), (2, 7)]
