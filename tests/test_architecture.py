@@ -232,8 +232,9 @@ def tracked(*patterns: str) -> list[Path]:
     except (OSError, subprocess.SubprocessError):
         pass
     found: set[Path] = set()
-    for pat in patterns:
-        found.update(p for p in ROOT.glob(pat.replace(":(glob)", "")) if not any(x.startswith(".") for x in p.relative_to(ROOT).parts))
+    for pat in patterns:  # git's "*.md" matches in every folder; a pattern with a "/" is anchored at the root
+        hits = ROOT.glob(pat) if "/" in pat else ROOT.rglob(pat)
+        found.update(p for p in hits if not any(x.startswith(".") for x in p.relative_to(ROOT).parts))
     return sorted(p for p in found if p.is_file())
 
 
