@@ -29,7 +29,9 @@ def _help() -> str:
         "Messages: comm=none|mean|knn|attention, topology=broadcast|knn:K|range:R|graph:ring|grid|FILE, "
         "msg_dim=D, comm_k=K (knn aggregator), comm_reduce=mean|sum, top_k=K (attention), msg_dropout=P "
         "(e.g. --env scout --set comm=attention --set topology=knn:2).\n\n"
-        "Agent network: hidden_dim=H, recurrent=true|false (GRU or feed-forward), shared=true|false, agent_id, last_action."
+        "Agent network: hidden_dim=H, recurrent=true|false (GRU or feed-forward), shared=true|false, agent_id, last_action.\n\n"
+        "metrics.csv logs the exploration each learner reports: epsilon (iql and the mixer algorithms: vdn, qmix), noise (maddpg on a box). "
+        "docs/training.md describes the algorithms and how to add one, or a mixer (train/mixers/)."
     )
 
 
