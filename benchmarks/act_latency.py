@@ -234,7 +234,7 @@ def main() -> None:
 
     torch.set_num_threads(args.torch_threads)
     from marl_edge import __version__
-    from marl_edge.train.trainer import git_revision
+    from marl_edge.train.rundir import git_revision
 
     info: dict[str, Any] = {
         "nproc": os.cpu_count(), "cpu": cpu_model(), "python": platform.python_version(), "torch": torch.__version__,

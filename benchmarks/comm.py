@@ -36,7 +36,9 @@ import numpy as np
 from marl_edge.envs.scout import silent_ceiling, talking_ceiling
 from marl_edge.envs.topology import message_volume, parse_topology
 from marl_edge.train.config import RunConfig
-from marl_edge.train.trainer import create_run_dir, evaluate_run, git_revision, make_run_spec, train
+from marl_edge.train.rundir import create_run_dir, git_revision, make_run_spec
+from marl_edge.train.loop import train
+from marl_edge.train.evaluation import evaluate_run
 
 EVAL_SEED = 12345  # evaluation episodes differ from every training seed's
 

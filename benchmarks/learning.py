@@ -34,7 +34,9 @@ import numpy as np
 from marl_edge.envs import episode_seeds, make
 from marl_edge.envs.rollout import evaluate
 from marl_edge.train.config import RunConfig
-from marl_edge.train.trainer import create_run_dir, evaluate_run, git_revision, make_run_spec, train
+from marl_edge.train.rundir import create_run_dir, git_revision, make_run_spec
+from marl_edge.train.loop import train
+from marl_edge.train.evaluation import evaluate_run
 
 from comm import table  # noqa: E402  (benchmarks/ is the script's folder on sys.path)
 

@@ -54,7 +54,8 @@ def bundle_for(n: int, root: Path) -> Path:
         return out
     from marl_edge.export.bundle import export_run
     from marl_edge.train.config import RunConfig
-    from marl_edge.train.trainer import create_run_dir, make_run_spec, train
+    from marl_edge.train.rundir import create_run_dir, make_run_spec
+    from marl_edge.train.loop import train
 
     run = RunConfig(env="scout", algo="qmix", steps=200, seed=0, eval_episodes=0, n_envs=1,
                     env_options={"n_agents": n, "episode_limit": 25}, checkpoint_every=200, save_buffer=False)
@@ -67,7 +68,7 @@ def bundle_for(n: int, root: Path) -> Path:
 
 def git_rev() -> str:
     try:
-        from marl_edge.train.trainer import git_revision
+        from marl_edge.train.rundir import git_revision
 
         g = git_revision()
         return f"{g.get('revision', '?')[:10]}{' (dirty)' if g.get('dirty') else ''}"

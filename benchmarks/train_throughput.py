@@ -47,7 +47,8 @@ from marl_edge.envs import EnvError, episode_seeds, get_entry, make
 from marl_edge.envs.rollout import evaluate
 from marl_edge.train.config import ConfigError, RunConfig
 from marl_edge.train.registry import get_algo
-from marl_edge.train.trainer import RunError, create_run_dir, git_revision, make_run_spec, train
+from marl_edge.train.rundir import create_run_dir, git_revision, make_run_spec, RunError
+from marl_edge.train.loop import train
 
 TARGET = (
     "target >= 5,000 env steps/s for QMIX on 4-agent rendezvous with batched envs "

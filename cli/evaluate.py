@@ -53,7 +53,7 @@ def eval_cmd(target, episodes, seed, step, msg_loss, sample, as_json, debug):
         res = evaluate_bundle(target, episodes, seed, msg_loss=msg_loss)
         say(f"{target}: bundle of the checkpoint at {res['checkpoint_step']:,} env steps (ONNX Runtime)")
     else:
-        from ..train.trainer import evaluate_run
+        from ..train.evaluation import evaluate_run
 
         res = evaluate_run(target, episodes, seed, step, msg_loss=msg_loss, sample=sample)
         say(f"{target}: checkpoint at {res['checkpoint_step']:,} env steps")

@@ -29,7 +29,9 @@ def _help() -> str:
         "Messages: comm=none|mean|knn|attention, topology=broadcast|knn:K|range:R|graph:ring|grid|FILE, "
         "msg_dim=D, comm_k=K (knn aggregator), comm_reduce=mean|sum, top_k=K (attention), msg_dropout=P "
         "(e.g. --env scout --set comm=attention --set topology=knn:2).\n\n"
-        "Agent network: hidden_dim=H, recurrent=true|false (GRU or feed-forward), shared=true|false, agent_id, last_action."
+        "Agent network: hidden_dim=H, recurrent=true|false (GRU or feed-forward), shared=true|false, agent_id, last_action.\n\n"
+        "metrics.csv logs the exploration each learner reports: epsilon (iql and the mixer algorithms: vdn, qmix), noise (maddpg on a box). "
+        "docs/training.md describes the algorithms and how to add one, or a mixer (train/mixers/)."
     )
 
 
@@ -89,7 +91,8 @@ def _parse_env_options(env: str, raw: dict[str, str]) -> dict:
 def train_cmd(env, algo, steps, seed, n_envs, out, sets, eval_episodes, resume, as_json, quiet, debug):
     from ..train.config import ConfigError, RunConfig, apply_overrides, parse_set
     from ..train.registry import get_algo
-    from ..train.trainer import RunError, create_run_dir, load_run_spec, make_run_spec, train
+    from ..train.loop import train
+    from ..train.rundir import RunError, create_run_dir, load_run_spec, make_run_spec
     from ..train import checkpoint as ckpt
 
     ctx = click.get_current_context()
@@ -121,6 +124,8 @@ def train_cmd(env, algo, steps, seed, n_envs, out, sets, eval_episodes, resume, 
         extra = f"return {ret:.3g}" if ret is not None else ""
         if row.get("epsilon") is not None:
             extra += f"  eps {row['epsilon']:.2f}"
+        if row.get("noise") is not None:
+            extra += f"  noise {row['noise']:.2f}"
         bar.update(int(row["env_steps"]), extra)
 
     info = click.echo if not as_json else (lambda m: click.echo(m, err=True))

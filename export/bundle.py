@@ -20,7 +20,8 @@ import onnx
 
 from .. import __version__
 from ..runtime.bundle import AGENT_CARD, FORMAT, FORMAT_VERSION, MANIFEST, POLICY_FILE, BundleError, load_bundle, sha256_file
-from ..train.trainer import git_revision, load_policy_net, package_versions
+from ..train.evaluation import load_policy_net
+from ..train.rundir import git_revision, package_versions
 from . import verify
 from .graph import DEFAULT_OPSET, ExportError, export_policy, io_specs, parameter_count
 

@@ -27,7 +27,7 @@ from ..runtime.bundle import Bundle
 from ..runtime.policy import OrtPolicy
 from ..runtime.team import BundleTeamPolicy
 from ..train.networks import RNNAgent
-from ..train.q_learner import TorchTeamPolicy
+from ..train.policy import TorchTeamPolicy
 from .graph import example_inputs
 
 PARITY_TOL = 1e-5

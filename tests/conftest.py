@@ -34,7 +34,8 @@ def _make_bundle(root: Path, name: str, steps: int = 1500, env_options: dict | N
     """Train a tiny QMIX run in process and export it to ``root/name`` (a bundle)."""
     from marl_edge.export.bundle import export_run
     from marl_edge.train.config import RunConfig
-    from marl_edge.train.trainer import create_run_dir, make_run_spec, train
+    from marl_edge.train.rundir import create_run_dir, make_run_spec
+    from marl_edge.train.loop import train
 
     run = RunConfig(env=env, algo="qmix", steps=steps, seed=1, eval_episodes=0, n_envs=8, env_options=env_options or {})
     rs = make_run_spec(run, {k: str(v) for k, v in sets.items()})

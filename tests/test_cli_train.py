@@ -21,7 +21,7 @@ DETERMINISTIC = None  # set below
 
 
 def _metrics(run_dir: Path) -> list[dict[str, str]]:
-    from marl_edge.train.trainer import NONDETERMINISTIC
+    from marl_edge.train.metrics_log import NONDETERMINISTIC
 
     with open(run_dir / "metrics.csv", newline="") as f:
         return [{k: v for k, v in r.items() if k not in NONDETERMINISTIC} for r in csv.DictReader(f)]

@@ -20,7 +20,9 @@ from marl_edge.train.comm import (
 )
 from marl_edge.train.config import ConfigError
 from marl_edge.train.networks import RNNAgent, masked_greedy
-from marl_edge.train.q_learner import QMIXConfig, QLearner, TorchTeamPolicy
+from marl_edge.train.mixers import QMIXConfig
+from marl_edge.train.policy import TorchTeamPolicy
+from marl_edge.train.q_learner import QLearner
 
 AGGS = ["mean", "knn", "attention"]
 

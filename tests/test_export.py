@@ -18,7 +18,9 @@ from marl_edge.export.graph import ExportError, parameter_count
 from marl_edge.runtime.bundle import BundleError, load_bundle
 from marl_edge.runtime.team import evaluate_bundle
 from marl_edge.train.config import RunConfig
-from marl_edge.train.trainer import create_run_dir, evaluate_run, make_run_spec, train
+from marl_edge.train.rundir import create_run_dir, make_run_spec
+from marl_edge.train.loop import train
+from marl_edge.train.evaluation import evaluate_run
 
 
 def make_run(root: Path, name: str, env: str = "scout", algo: str = "qmix", steps: int = 400, **sets) -> Path:
@@ -64,7 +66,7 @@ def test_bundle_is_the_trained_team(algo, env, sets, tmp_path):
     assert names == want
     assert [x["name"] for x in b.outputs] == ["action", "hidden_out"] + (["msg_out"] if "comm" in sets else []) + ["q"]
     # nothing but the agent network: parameter count of each file == the agent core's (+ the folded id one-hot)
-    from marl_edge.train.trainer import load_policy_net
+    from marl_edge.train.evaluation import load_policy_net
 
     net, _, _ = load_policy_net(run)
     for i in range(n):
@@ -129,7 +131,7 @@ def test_parity_catches_a_wrong_graph(runs, tmp_path):
     import torch
 
     from marl_edge.export import verify
-    from marl_edge.train.trainer import load_policy_net
+    from marl_edge.train.evaluation import load_policy_net
 
     export_run(runs["comm"], tmp_path / "b")
     net, _, _ = load_policy_net(runs["comm"])

@@ -51,7 +51,8 @@ def _make_continuous_bundle(root: Path, name: str) -> Path:
     """make_bundle trains QMIX only; the box actor needs MADDPG (same steps otherwise)."""
     from marl_edge.export.bundle import export_run
     from marl_edge.train.config import RunConfig
-    from marl_edge.train.trainer import create_run_dir, make_run_spec, train
+    from marl_edge.train.rundir import create_run_dir, make_run_spec
+    from marl_edge.train.loop import train
 
     run = RunConfig(env="spread", algo="maddpg", steps=300, seed=1, eval_episodes=0, n_envs=8, env_options={"continuous": True, "n_agents": 3})
     rs = make_run_spec(run, {"comm": "mean", "topology": "knn:2"})

@@ -29,7 +29,9 @@ from marl_edge.train.comm import CommConfig, gather_inbox
 from marl_edge.train.config import RunConfig
 from marl_edge.train.networks import RNNAgent
 from marl_edge.train.registry import algo_names, build_learner
-from marl_edge.train.trainer import create_run_dir, evaluate_run, load_policy_net, make_run_spec, train
+from marl_edge.train.rundir import create_run_dir, make_run_spec
+from marl_edge.train.loop import train
+from marl_edge.train.evaluation import evaluate_run, load_policy_net
 
 
 def _no_fused_gru(monkeypatch):

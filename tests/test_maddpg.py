@@ -79,7 +79,9 @@ def test_continuous_actor_exports_as_a_float_vector_and_the_swarm_reproduces_it(
     from marl_edge.runtime.swarm import SwarmOptions, run_swarm
     from marl_edge.runtime.team import evaluate_bundle
     from marl_edge.train.config import RunConfig
-    from marl_edge.train.trainer import create_run_dir, evaluate_run, make_run_spec, train
+    from marl_edge.train.rundir import create_run_dir, make_run_spec
+    from marl_edge.train.loop import train
+    from marl_edge.train.evaluation import evaluate_run
 
     sets = {} if comm == "none" else {"comm": comm, "topology": "knn:2"}
     run = RunConfig(env="spread", algo="maddpg", steps=1200, seed=0, eval_episodes=0, n_envs=4, env_options={"continuous": True})

@@ -10,8 +10,9 @@ import torch
 
 from marl_edge.envs import make
 from marl_edge.envs.rollout import Rollout
-from marl_edge.train.ppo import MAPPOConfig, PPOLearner, ValueNorm, gae
-from marl_edge.train.q_learner import sample_actions
+from marl_edge.train.ppo import MAPPOConfig, PPOLearner, ValueNorm
+from marl_edge.train.policy import sample_actions
+from marl_edge.train.returns import gae
 
 
 def test_gae_matches_a_hand_computed_case():

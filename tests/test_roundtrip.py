@@ -22,7 +22,9 @@ from marl_edge.runtime.swarm import SwarmOptions, run_swarm
 from marl_edge.runtime.team import evaluate_bundle
 from marl_edge.train.config import RunConfig
 from marl_edge.train.registry import algo_names
-from marl_edge.train.trainer import create_run_dir, evaluate_run, load_policy_net, make_run_spec, train
+from marl_edge.train.rundir import create_run_dir, make_run_spec
+from marl_edge.train.loop import train
+from marl_edge.train.evaluation import evaluate_run, load_policy_net
 
 CASES = [(a, "scout", {}) for a in algo_names()] + [("maddpg", "spread", {"continuous": True})]
 

@@ -9,9 +9,9 @@ import torch
 from marl_edge.envs import make
 from marl_edge.train.buffer import EpisodeBuffer
 from marl_edge.train.config import ConfigError, RunConfig, apply_overrides, parse_set
-from marl_edge.train.mixers import QMixer, VDNMixer
+from marl_edge.train.mixers import QMIXConfig, QMixer, VDNMixer
 from marl_edge.train.networks import RNNAgent, masked_greedy
-from marl_edge.train.q_learner import QMIXConfig, lambda_returns
+from marl_edge.train.returns import lambda_returns
 
 
 def test_lambda_zero_is_one_step_target():

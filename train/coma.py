@@ -27,8 +27,10 @@ from ..envs.topology import Topology
 from .buffer import EpisodeBuffer
 from .comm import CommConfig, drop_messages
 from .config import AgentNetConfig, ConfigError
+from .learner import LearnerBase, linear_schedule
 from .networks import NEG_INF, RNNAgent
-from .q_learner import TorchTeamPolicy, lambda_returns
+from .policy import TorchTeamPolicy
+from .returns import lambda_returns
 
 
 @dataclass
@@ -90,41 +92,33 @@ def coma_baseline(q_all: torch.Tensor, pi: torch.Tensor) -> torch.Tensor:
     return (q_all * pi).sum(-1)
 
 
-class COMALearner:
+class COMALearner(LearnerBase):
     def __init__(self, spec: EnvSpec, cfg: COMAConfig, n_envs: int, seed: int, total_steps: int, topology: Topology | None = None) -> None:
         if not spec.discrete:
             raise ConfigError(f"coma needs discrete actions; env {spec.name!r} has a continuous box")
-        self.spec, self.cfg, self.total_steps = spec, cfg, total_steps
-        self.topology = topology if topology is not None or not cfg.communicates else cfg.build_topology(spec)
-        k_max = self.topology.k_max if self.topology is not None else 0
-        self.net = RNNAgent(spec.obs_dim, spec.n_actions, spec.n_agents, cfg.hidden_dim, cfg.agent_id, cfg.last_action, cfg.shared, cfg, k_max, head="logits",
-                           recurrent=cfg.recurrent)
+        super().__init__(spec, cfg, n_envs, seed, total_steps, topology)
+        self.net = RNNAgent(spec.obs_dim, spec.n_actions, spec.n_agents, cfg.hidden_dim, cfg.agent_id, cfg.last_action, cfg.shared, cfg, self.k_max,
+                            head="logits", recurrent=cfg.recurrent)
         self.critic = COMACritic(spec.state_dim, spec.n_agents, spec.n_actions, cfg.critic_hidden)
         self.target_critic = copy.deepcopy(self.critic)
         self.optim = torch.optim.Adam(
             [{"params": list(self.net.parameters()), "lr": cfg.lr}, {"params": list(self.critic.parameters()), "lr": cfg.critic_lr}]
         )
         self.batch_episodes = cfg.batch_episodes or max(8, n_envs)
-        self.buffer = EpisodeBuffer(spec, self.batch_episodes, k_max, extras={"logp": ((spec.n_agents,), np.float32)})
-        self.sample_rng = np.random.default_rng([seed, 1])
-        self.explore_rng = np.random.default_rng([seed, 2])
-        self.policy = TorchTeamPolicy(self.net, n_envs, self.explore_rng, msg_loss=cfg.msg_dropout, sample=True)
-        self.updates = 0
+        # on-policy: the episodes collected since the last update (kept with checkpoints for an exact resume)
+        self.buffer = EpisodeBuffer(spec, self.batch_episodes, self.k_max, extras={"logp": ((spec.n_agents,), np.float32)})
+        self.policy = self.make_policy(self.net, sample=True)
         self.env_steps = 0
 
     def behaviour_policy(self, env_steps: int) -> TorchTeamPolicy:
         self.env_steps = env_steps
         return self.policy
 
-    def epsilon(self, env_steps: int) -> None:
-        return None
-
     def acting_network(self) -> RNNAgent:
         return self.net
 
     def ent_coef(self) -> float:
-        frac = min(1.0, self.env_steps / max(1, self.total_steps))
-        return self.cfg.ent_start + frac * (self.cfg.ent_end - self.cfg.ent_start)
+        return linear_schedule(self.cfg.ent_start, self.cfg.ent_end, self.env_steps, max(1, self.total_steps))
 
     def observe(self, episodes: dict[str, np.ndarray]) -> list[dict[str, float]]:
         out = []
@@ -137,14 +131,6 @@ class COMALearner:
 
     def modules(self) -> dict[str, nn.Module]:
         return {"agent": self.net, "critic": self.critic, "target_critic": self.target_critic}
-
-    def counters(self) -> dict:
-        return {"updates": self.updates, "sample_rng": self.sample_rng.bit_generator.state, "explore_rng": self.explore_rng.bit_generator.state}
-
-    def load_counters(self, d: dict) -> None:
-        self.updates = int(d["updates"])
-        self.sample_rng.bit_generator.state = d["sample_rng"]
-        self.explore_rng.bit_generator.state = d["explore_rng"]
 
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         c = self.cfg

@@ -31,8 +31,9 @@ from ..envs.topology import Topology
 from .buffer import EpisodeBuffer
 from .comm import CommConfig, drop_messages
 from .config import AgentNetConfig, ConfigError
+from .learner import LearnerBase, linear_schedule
 from .networks import NEG_INF, RNNAgent
-from .q_learner import TorchTeamPolicy
+from .policy import TorchTeamPolicy
 
 
 @dataclass
@@ -99,17 +100,17 @@ def gumbel_softmax_hard(logits: torch.Tensor, avail: torch.Tensor, tau: float, r
     return hard - y.detach() + y
 
 
-class MADDPGLearner:
+class MADDPGLearner(LearnerBase):
+    counter_names = ("pending",)
+
     def __init__(self, spec: EnvSpec, cfg: MADDPGConfig, n_envs: int, seed: int, total_steps: int, topology: Topology | None = None) -> None:
-        self.spec, self.cfg, self.total_steps = spec, cfg, total_steps
         self.discrete = spec.discrete
         self.act_dim = spec.n_actions if spec.discrete else spec.action_dim
         self.high = 1.0 if spec.discrete else float(spec.action_high)
         if not spec.discrete and (spec.action_low != -spec.action_high):
             raise ConfigError(f"maddpg needs a symmetric box [-h, h]; env {spec.name} has [{spec.action_low}, {spec.action_high}]")
-        self.topology = topology if topology is not None or not cfg.communicates else cfg.build_topology(spec)
-        k_max = self.topology.k_max if self.topology is not None else 0
-        self.net = RNNAgent(spec.obs_dim, self.act_dim, spec.n_agents, cfg.hidden_dim, cfg.agent_id, False, cfg.shared, cfg, k_max,
+        super().__init__(spec, cfg, n_envs, seed, total_steps, topology)
+        self.net = RNNAgent(spec.obs_dim, self.act_dim, spec.n_agents, cfg.hidden_dim, cfg.agent_id, False, cfg.shared, cfg, self.k_max,
                             head="logits" if self.discrete else "action", action_scale=self.high, recurrent=cfg.recurrent)
         self.critic = JointCritic(spec.state_dim, spec.n_agents, self.act_dim, cfg.critic_hidden)
         self.target_net = copy.deepcopy(self.net)
@@ -117,27 +118,23 @@ class MADDPGLearner:
         self.optim = torch.optim.Adam(
             [{"params": list(self.net.parameters()), "lr": cfg.lr}, {"params": list(self.critic.parameters()), "lr": cfg.critic_lr}]
         )
-        self.buffer = EpisodeBuffer(spec, cfg.buffer_size, k_max)
-        self.sample_rng = np.random.default_rng([seed, 1])
-        self.explore_rng = np.random.default_rng([seed, 2])
-        self.policy = TorchTeamPolicy(self.net, n_envs, self.explore_rng, msg_loss=cfg.msg_dropout, sample=self.discrete, action_scale=self.high)
-        self.policy.extra_fields = {}  # no log-probs needed off-policy
+        self.buffer = EpisodeBuffer(spec, cfg.buffer_size, self.k_max)
+        # discrete: sampled actions, but no log-probs recorded (off-policy)
+        self.policy = self.make_policy(self.net, sample=self.discrete, action_scale=self.high, extra_fields={})
         self.episodes_per_update = cfg.episodes_per_update or max(1, n_envs // 4)
-        self.pending = 0
-        self.updates = 0
 
-    # ---- the trainer's interface ------------------------------------------------------------
+    # ---- the learner interface (train.learner.Learner) -------------------------------------
     def noise(self, env_steps: int) -> float:
         c = self.cfg
-        frac = min(1.0, env_steps / max(1, int(c.noise_anneal_frac * self.total_steps)))
-        return c.noise_start + frac * (c.noise_end - c.noise_start)
+        return linear_schedule(c.noise_start, c.noise_end, env_steps, max(1, int(c.noise_anneal_frac * self.total_steps)))
 
     def behaviour_policy(self, env_steps: int) -> TorchTeamPolicy:
         self.policy.noise = 0.0 if self.discrete else self.noise(env_steps)
         return self.policy
 
-    def epsilon(self, env_steps: int) -> float | None:
-        return None if self.discrete else self.noise(env_steps)
+    def exploration(self, env_steps: int) -> dict[str, float]:
+        """Continuous: the Gaussian noise std; discrete actions explore by sampling (nothing to report)."""
+        return {} if self.discrete else {"noise": self.noise(env_steps)}
 
     def acting_network(self) -> RNNAgent:
         return self.net
@@ -156,15 +153,6 @@ class MADDPGLearner:
 
     def modules(self) -> dict[str, nn.Module]:
         return {"agent": self.net, "critic": self.critic, "target_agent": self.target_net, "target_critic": self.target_critic}
-
-    def counters(self) -> dict:
-        return {"updates": self.updates, "pending": self.pending, "sample_rng": self.sample_rng.bit_generator.state,
-                "explore_rng": self.explore_rng.bit_generator.state}
-
-    def load_counters(self, d: dict) -> None:
-        self.updates, self.pending = int(d["updates"]), int(d["pending"])
-        self.sample_rng.bit_generator.state = d["sample_rng"]
-        self.explore_rng.bit_generator.state = d["explore_rng"]
 
     # ---- learning ------------------------------------------------------------------------------------
     def _act(self, out: torch.Tensor, avail: torch.Tensor, train: bool) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""IQL, VDN and QMIX: one value-based learner, three mixers.
+"""IQL, VDN and QMIX: one value-based learner; VDN, QMIX and any other mixer
+come from the mixer registry (``train.mixers``).
 
 Recurrent agents unrolled over whole episodes sampled from an episode replay
 buffer; double-Q targets from a target network (agents and mixer); optional
@@ -11,18 +12,24 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..envs import EnvSpec, TimeStep
+from ..envs import EnvSpec
 from ..envs.topology import Topology
 from .buffer import EpisodeBuffer
 from .comm import CommConfig, drop_messages
 from .config import AgentNetConfig, ConfigError
-from .mixers import QMixer, VDNMixer
+from .learner import LearnerBase, linear_schedule
 from .networks import NEG_INF, RNNAgent, masked_greedy
+from .policy import TorchTeamPolicy
+from .returns import lambda_returns
+
+if TYPE_CHECKING:
+    from .mixers import Mixer
 
 
 @dataclass
@@ -68,178 +75,45 @@ class IQLConfig(QLearnerConfig):
     """Independent Q-learning: each agent learns its own Q on its own reward."""
 
 
-@dataclass
-class VDNConfig(QLearnerConfig):
-    """VDN: Q_tot is the sum of the agents' Q values."""
+class QLearner(LearnerBase):
+    """Shared learner for IQL (``mixer=""``: no mixer) and every registered mixer
+    (``mixer``: its name in ``train.mixers``: vdn, qmix, ...)."""
 
-
-@dataclass
-class QMIXConfig(QLearnerConfig):
-    """QMIX: monotonic state-conditioned mixing by hypernetworks."""
-
-    mixing_embed_dim: int = 32
-    hypernet_hidden: int = 64
-
-
-class TorchTeamPolicy:
-    """The team's acting policy in training: one batched forward for B x n agents.
-
-    A communicating team keeps each agent's last ``msg_out`` and hears it
-    through the inbox routing the rollout puts on the timestep; ``msg_loss``
-    drops each heard message with that probability (training dropout, or a
-    lossy link at evaluation), drawn from ``loss_rng`` (default ``rng``).
-    """
-
-    def __init__(
-        self,
-        net: RNNAgent,
-        n_envs: int,
-        rng: np.random.Generator,
-        msg_loss: float = 0.0,
-        loss_rng: np.random.Generator | None = None,
-        sample: bool = False,
-        noise: float = 0.0,
-        action_scale: float = 1.0,
-    ) -> None:
-        self.net, self.rng = net, rng
-        self.epsilon = 0.0
-        self.noise = noise  # continuous actors: Gaussian exploration noise (std, before clipping to the box)
-        self.action_scale = action_scale
-        self.sample = sample  # actor-critic: draw from softmax(logits) over available actions, record log-probs
-        self.extra_fields = {"logp": ((net.n_agents,), np.float32)} if sample else {}
-        self.step_extras: dict[str, np.ndarray] = {}
-        self.msg_loss = msg_loss
-        self.loss_rng = loss_rng or rng
-        self.hidden = net.init_hidden(n_envs)
-        self.last = torch.zeros(n_envs, net.n_agents, net.n_actions)
-        self.msg = torch.zeros(n_envs, net.n_agents, max(1, net.msg_dim))
-        self.heard = 0  # messages delivered to agents (after loss)
-
-    def reset(self, mask: np.ndarray) -> None:
-        m = torch.from_numpy(np.asarray(mask, dtype=bool))
-        self.hidden[m] = 0.0
-        self.last[m] = 0.0
-        self.msg[m] = 0.0
-
-    @torch.no_grad()
-    def act(self, ts: TimeStep) -> np.ndarray:
-        obs = torch.from_numpy(ts.obs)
-        avail = torch.from_numpy(ts.avail_actions)
-        last = self.last if self.net.last_action else None
-        if self.net.communicates:
-            if ts.inbox_idx is None or ts.inbox_mask is None:
-                raise ValueError("a communicating policy needs the inbox routing: run it in a Rollout with a topology")
-            mask = drop_messages(torch.from_numpy(ts.inbox_mask), self.msg_loss, self.loss_rng)
-            self.heard += int(mask[torch.from_numpy(~ts.done)].sum())
-            q, self.hidden, self.msg = self.net.step(obs, self.hidden, last, self.msg, torch.from_numpy(ts.inbox_idx), mask)
-        else:
-            q, self.hidden, _ = self.net(obs, self.hidden, last)
-        self.q = q
-        if self.net.continuous:
-            a = torch.tanh(q).numpy() * self.action_scale
-            if self.noise > 0:
-                a = np.clip(a + self.rng.normal(0.0, self.noise, a.shape) * self.action_scale, -self.action_scale, self.action_scale)
-            return a.astype(np.float32)
-        if self.sample:
-            actions, logp = sample_actions(q, avail, self.rng)
-            self.step_extras = {"logp": logp}
-        else:
-            actions = masked_greedy(q, avail).numpy()
-        if self.epsilon > 0:
-            B, n, A = ts.avail_actions.shape
-            explore = self.rng.random((B, n)) < self.epsilon
-            if explore.any():
-                r = self.rng.random((B, n, A))
-                r[~ts.avail_actions] = -1.0
-                actions = np.where(explore, r.argmax(-1), actions)
-        if self.net.last_action:
-            self.last = torch.nn.functional.one_hot(torch.from_numpy(actions), self.net.n_actions).float()
-        return actions
-
-
-def sample_actions(logits: torch.Tensor, avail: torch.Tensor, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Draw from softmax(logits) over the available actions with ``rng`` (inverse CDF:
-    one uniform per agent, so a seed fixes the draw); returns actions and their log-probs."""
-    logp_all = torch.log_softmax(torch.where(avail.bool(), logits, torch.full_like(logits, NEG_INF)), dim=-1)
-    p = logp_all.exp().double().numpy()
-    cdf = np.cumsum(p, axis=-1)
-    u = rng.random(p.shape[:-1])[..., None] * cdf[..., -1:]
-    actions = np.minimum((cdf < u).sum(-1), p.shape[-1] - 1)
-    actions = np.where(np.take_along_axis(avail.numpy(), actions[..., None], -1)[..., 0], actions, logits.argmax(-1).numpy())
-    logp = np.take_along_axis(logp_all.numpy(), actions[..., None], -1)[..., 0].astype(np.float32)
-    return actions.astype(np.int64), logp
-
-
-def lambda_returns(
-    reward: torch.Tensor, terminated: torch.Tensor, filled: torch.Tensor, next_q: torch.Tensor, gamma: float, lam: float
-) -> torch.Tensor:
-    """TD(lambda) targets, computed backwards over time.
-
-    ``reward, terminated, filled``: [B, T, ...]; ``next_q``: [B, T, ...], the
-    target value of the state after step t. At the last real step (and with
-    lam = 0 everywhere) this is the one-step target r + gamma * next_q, with no
-    bootstrap after a terminal step.
-    """
-    not_term = 1.0 - terminated
-    if lam == 0.0:
-        return reward + gamma * not_term * next_q
-    T = reward.shape[1]
-    out = torch.zeros_like(reward)
-    g_next = next_q[:, T - 1]
-    for t in range(T - 1, -1, -1):
-        if t < T - 1:
-            # continue the lambda-return only if step t+1 is real
-            cont = filled[:, t + 1]
-            g_next = cont * ((1 - lam) * next_q[:, t] + lam * out[:, t + 1]) + (1 - cont) * next_q[:, t]
-        else:
-            g_next = next_q[:, t]
-        out[:, t] = reward[:, t] + gamma * not_term[:, t] * g_next
-    return out
-
-
-class QLearner:
-    """Shared learner for IQL (no mixer), VDN and QMIX."""
+    counter_names = ("pending", "since_sync")
 
     def __init__(
         self, spec: EnvSpec, cfg: QLearnerConfig, mixer: str, n_envs: int, seed: int, total_steps: int, topology: Topology | None = None
     ) -> None:
         if not spec.discrete:
             raise ConfigError(f"{mixer or 'iql'} needs discrete actions; env {spec.name!r} has a continuous box")
-        self.spec, self.cfg, self.mixer_name = spec, cfg, mixer
-        self.total_steps = total_steps
-        self.topology = topology if topology is not None or not cfg.communicates else cfg.build_topology(spec)
-        k_max = self.topology.k_max if self.topology is not None else 0
+        super().__init__(spec, cfg, n_envs, seed, total_steps, topology)
+        self.mixer_name = mixer
         self.net = RNNAgent(
-            spec.obs_dim, spec.n_actions, spec.n_agents, cfg.hidden_dim, cfg.agent_id, cfg.last_action, cfg.shared, cfg, k_max,
+            spec.obs_dim, spec.n_actions, spec.n_agents, cfg.hidden_dim, cfg.agent_id, cfg.last_action, cfg.shared, cfg, self.k_max,
             recurrent=cfg.recurrent,
         )
-        if mixer == "qmix":
-            assert isinstance(cfg, QMIXConfig)
-            self.mixer: nn.Module | None = QMixer(spec.n_agents, spec.state_dim, cfg.mixing_embed_dim, cfg.hypernet_hidden)
-        elif mixer == "vdn":
-            self.mixer = VDNMixer()
-        else:
-            self.mixer = None
+        self.mixer: Mixer | None = None
+        if mixer:
+            from .mixers import get_mixer  # the mixer modules import this one (QLearnerConfig)
+
+            self.mixer = get_mixer(mixer).mixer_cls.from_config(spec.n_agents, spec.state_dim, cfg)
         self.target_net = copy.deepcopy(self.net)
         self.target_mixer = copy.deepcopy(self.mixer)
         params = list(self.net.parameters()) + (list(self.mixer.parameters()) if self.mixer is not None else [])
         self.params = params
         self.optim = torch.optim.Adam(params, lr=cfg.lr)
-        self.buffer = EpisodeBuffer(spec, cfg.buffer_size, k_max)
-        self.sample_rng = np.random.default_rng([seed, 1])
-        self.explore_rng = np.random.default_rng([seed, 2])
-        self.policy = TorchTeamPolicy(self.net, n_envs, self.explore_rng, msg_loss=cfg.msg_dropout)
-        self.updates = 0
-        self.pending = 0  # episodes collected since the last update
-        self.since_sync = 0  # episodes collected since the last target copy
+        self.buffer = EpisodeBuffer(spec, cfg.buffer_size, self.k_max)
+        self.policy = self.make_policy(self.net)
         self.episodes_per_update = cfg.episodes_per_update or max(1, n_envs // 4)
 
     # ---- acting ---------------------------------------------------------
     def epsilon(self, env_steps: int) -> float:
         c = self.cfg
         span = c.eps_anneal_steps or max(1, int(c.eps_anneal_frac * self.total_steps))
-        frac = min(1.0, env_steps / span)
-        return c.eps_start + frac * (c.eps_finish - c.eps_start)
+        return linear_schedule(c.eps_start, c.eps_finish, env_steps, span)
+
+    def exploration(self, env_steps: int) -> dict[str, float]:
+        return {"epsilon": self.epsilon(env_steps)}
 
     def behaviour_policy(self, env_steps: int) -> TorchTeamPolicy:
         self.policy.epsilon = self.epsilon(env_steps)
@@ -345,19 +219,3 @@ class QLearner:
             mods["mixer"] = self.mixer
             mods["target_mixer"] = self.target_mixer
         return mods
-
-    def counters(self) -> dict:
-        return {
-            "updates": self.updates,
-            "pending": self.pending,
-            "since_sync": self.since_sync,
-            "sample_rng": self.sample_rng.bit_generator.state,
-            "explore_rng": self.explore_rng.bit_generator.state,
-        }
-
-    def load_counters(self, d: dict) -> None:
-        self.updates = int(d["updates"])
-        self.pending = int(d["pending"])
-        self.since_sync = int(d["since_sync"])
-        self.sample_rng.bit_generator.state = d["sample_rng"]
-        self.explore_rng.bit_generator.state = d["explore_rng"]

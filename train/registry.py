@@ -7,21 +7,22 @@ from typing import Any, Callable
 
 from ..envs import EnvSpec
 from .config import ConfigError
-from .q_learner import IQLConfig, QLearner, QMIXConfig, VDNConfig
+from .learner import Learner
+from .q_learner import IQLConfig, QLearner
 
 
 @dataclass(frozen=True)
 class AlgoEntry:
     name: str
     config_cls: type
-    build: Callable[..., Any]  # (spec, cfg, n_envs, seed, total_steps, topology) -> learner
+    build: Callable[..., Learner]  # (spec, cfg, n_envs, seed, total_steps, topology) -> learner
     description: str
 
 
 ALGOS: dict[str, AlgoEntry] = {}
 
 
-def register_algo(name: str, config_cls: type, build: Callable[..., Any], description: str) -> None:
+def register_algo(name: str, config_cls: type, build: Callable[..., Learner], description: str) -> None:
     if name in ALGOS:
         raise ConfigError(f"algorithm {name!r} is already registered")
     ALGOS[name] = AlgoEntry(name, config_cls, build, description)
@@ -37,14 +38,22 @@ def get_algo(name: str) -> AlgoEntry:
     return ALGOS[name]
 
 
-def build_learner(name: str, spec: EnvSpec, cfg: Any, n_envs: int, seed: int, total_steps: int, topology: Any = None) -> Any:
+def build_learner(name: str, spec: EnvSpec, cfg: Any, n_envs: int, seed: int, total_steps: int, topology: Any = None) -> Learner:
     """``topology``: a recorded one (run dirs); default: parsed from ``cfg.topology``."""
     return get_algo(name).build(spec, cfg, n_envs=n_envs, seed=seed, total_steps=total_steps, topology=topology)
 
 
 register_algo("iql", IQLConfig, lambda spec, cfg, **kw: QLearner(spec, cfg, "", **kw), "independent Q-learning")
-register_algo("vdn", VDNConfig, lambda spec, cfg, **kw: QLearner(spec, cfg, "vdn", **kw), "value decomposition: Q_tot = sum of Q_i")
-register_algo("qmix", QMIXConfig, lambda spec, cfg, **kw: QLearner(spec, cfg, "qmix", **kw), "monotonic hypernetwork mixer of Q_i given the state")
+
+
+def _register_mixer_algo(m: MixerEntry) -> None:
+    """Every registered mixer (train.mixers) is an algorithm of its name: QLearner with that mixer."""
+    register_algo(m.name, m.config_cls, lambda spec, cfg, **kw: QLearner(spec, cfg, m.name, **kw), m.description)
+
+
+from .mixers import MixerEntry, on_register  # noqa: E402
+
+on_register(_register_mixer_algo)  # vdn, qmix, then any mixer registered later
 
 from .ppo import IPPOConfig, MAPPOConfig, PPOLearner  # noqa: E402  (after the value learners: registry order = help order)
 

@@ -1,7 +1,4 @@
-"""Value-decomposition mixers: they live on the workstation only.
-
-VDN: Q_tot = sum_i Q_i (Sunehag et al. 2018).
-QMIX: Q_tot = f_s(Q_1..Q_n), a one-hidden-layer network whose weights are
+"""QMIX: Q_tot = f_s(Q_1..Q_n), a one-hidden-layer network whose weights are
 produced by hypernetworks of the global state and made non-negative (abs), so
 dQ_tot/dQ_i >= 0 (monotonic); the final bias is a state-value V(s)
 (Rashid et al. 2018).
@@ -9,18 +6,26 @@ dQ_tot/dQ_i >= 0 (monotonic); the final bias is a state-value V(s)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-
-class VDNMixer(nn.Module):
-    def forward(self, qs: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
-        """qs [..., n], states [..., s] -> [..., 1]."""
-        return qs.sum(dim=-1, keepdim=True)
+from ..q_learner import QLearnerConfig
+from .base import Mixer
 
 
-class QMixer(nn.Module):
+@dataclass
+class QMIXConfig(QLearnerConfig):
+    """QMIX: monotonic state-conditioned mixing by hypernetworks."""
+
+    mixing_embed_dim: int = 32
+    hypernet_hidden: int = 64
+
+
+class QMixer(Mixer):
     def __init__(self, n_agents: int, state_dim: int, embed_dim: int = 32, hypernet_hidden: int = 64) -> None:
         super().__init__()
         self.n_agents, self.state_dim, self.embed_dim = n_agents, state_dim, embed_dim
@@ -30,6 +35,10 @@ class QMixer(nn.Module):
         self.hyper_b1 = nn.Linear(state_dim, embed_dim)
         self.hyper_w2 = nn.Sequential(nn.Linear(state_dim, hypernet_hidden), nn.ReLU(), nn.Linear(hypernet_hidden, embed_dim))
         self.value = nn.Sequential(nn.Linear(state_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, 1))
+
+    @classmethod
+    def from_config(cls, n_agents: int, state_dim: int, cfg: Any) -> "QMixer":
+        return cls(n_agents, state_dim, cfg.mixing_embed_dim, cfg.hypernet_hidden)
 
     def mixing_weights(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The (non-negative) weights the hypernetworks give for ``states`` [N, s]."""

@@ -1,0 +1,130 @@
+"""What the training loop, evaluation, checkpointing and export ask of a learner.
+
+``Learner`` is the interface (a ``typing.Protocol``, checkable at run time);
+``LearnerBase`` is what every learner here shares: the topology (recorded, or
+parsed from the config), ``k_max``, the seeded numpy streams ``sample_rng``
+(batches, message dropout in updates, shuffles) and ``explore_rng`` (acting),
+the update counter and named integer counters saved with checkpoints, and the
+acting-policy factory.
+
+Determinism: both streams are seeded from ``[seed, 1]`` and ``[seed, 2]``; a
+learner creates its torch modules in a fixed order after ``LearnerBase``'s
+constructor (which draws nothing from torch), so a seed fixes the weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..envs import EnvSpec
+from ..envs.topology import Topology
+from .buffer import EpisodeBuffer
+from .networks import RNNAgent
+from .policy import TorchTeamPolicy
+
+
+@runtime_checkable
+class Learner(Protocol):
+    """A learner as the loop (``train.loop``), evaluation, checkpoints and export use it."""
+
+    topology: Topology | None  # the message topology the team acts over; None: no messages
+    updates: int  # gradient updates so far (metrics, summary)
+    optim: torch.optim.Optimizer  # saved and restored with checkpoints
+
+    def behaviour_policy(self, env_steps: int) -> TorchTeamPolicy:
+        """The acting policy, with its exploration set for ``env_steps``."""
+        ...
+
+    def exploration(self, env_steps: int) -> dict[str, float]:
+        """The exploration settings at ``env_steps`` as metric name -> value
+        (Q-learners ``epsilon``, continuous MADDPG ``noise``; empty when none apply)."""
+        ...
+
+    def acting_network(self) -> RNNAgent:
+        """The network agents act with (evaluated, loaded from checkpoints, exported)."""
+        ...
+
+    def observe(self, episodes: dict[str, np.ndarray]) -> list[dict[str, float]]:
+        """Take finished episodes (a batch: name -> [k, ...]); return the metrics of
+        the updates they paid for, one dict each."""
+        ...
+
+    def modules(self) -> dict[str, nn.Module]:
+        """The torch modules a checkpoint holds, by name (``agent`` is the acting network)."""
+        ...
+
+    def counters(self) -> dict[str, Any]:
+        """Counters and RNG states a checkpoint holds (JSON-able)."""
+        ...
+
+    def load_counters(self, d: dict[str, Any]) -> None: ...
+
+    def checkpoint_buffer(self) -> EpisodeBuffer | None:
+        """The stored episodes an exact resume needs (saved as ``buffer.npz`` when
+        ``save_buffer``): the replay buffer, or an on-policy learner's episodes not
+        yet used by an update; None when the learner keeps none."""
+        ...
+
+
+def linear_schedule(start: float, end: float, step: int, span: int) -> float:
+    """``start`` moved linearly to ``end`` over ``span`` steps, then held."""
+    frac = min(1.0, step / span)
+    return start + frac * (end - start)
+
+
+class LearnerBase:
+    """Shared setup of the learners: see the module docstring.
+
+    Subclasses call ``super().__init__`` first, then build their networks, and
+    name the integer attributes to checkpoint besides ``updates`` in
+    ``counter_names``.
+    """
+
+    counter_names: tuple[str, ...] = ()
+
+    def __init__(self, spec: EnvSpec, cfg: Any, n_envs: int, seed: int, total_steps: int, topology: Topology | None = None) -> None:
+        self.spec, self.cfg = spec, cfg
+        self.n_envs, self.total_steps = n_envs, total_steps
+        self.topology: Topology | None = topology if topology is not None or not cfg.communicates else cfg.build_topology(spec)
+        self.k_max = self.topology.k_max if self.topology is not None else 0
+        self.sample_rng = np.random.default_rng([seed, 1])
+        self.explore_rng = np.random.default_rng([seed, 2])
+        self.updates = 0
+        self.buffer: EpisodeBuffer | None = None
+        for name in self.counter_names:
+            setattr(self, name, 0)
+
+    def make_policy(
+        self, net: RNNAgent, *, sample: bool = False, action_scale: float = 1.0, extra_fields: dict[str, tuple[tuple[int, ...], type]] | None = None
+    ) -> TorchTeamPolicy:
+        """The team's acting policy over ``net``: ``n_envs`` parallel episodes, exploring
+        with ``explore_rng``, dropping heard messages at the config's ``msg_dropout``."""
+        return TorchTeamPolicy(
+            net, self.n_envs, self.explore_rng, msg_loss=self.cfg.msg_dropout, sample=sample, action_scale=action_scale, extra_fields=extra_fields
+        )
+
+    # ---- defaults of the interface --------------------------------------------------------
+    def exploration(self, env_steps: int) -> dict[str, float]:
+        return {}
+
+    def checkpoint_buffer(self) -> EpisodeBuffer | None:
+        return self.buffer
+
+    def counters(self) -> dict[str, Any]:
+        return {
+            "updates": self.updates,
+            **{name: getattr(self, name) for name in self.counter_names},
+            "sample_rng": self.sample_rng.bit_generator.state,
+            "explore_rng": self.explore_rng.bit_generator.state,
+        }
+
+    def load_counters(self, d: dict[str, Any]) -> None:
+        self.updates = int(d["updates"])
+        for name in self.counter_names:
+            setattr(self, name, int(d[name]))
+        self.sample_rng.bit_generator.state = d["sample_rng"]
+        self.explore_rng.bit_generator.state = d["explore_rng"]
