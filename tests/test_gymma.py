@@ -92,7 +92,9 @@ def test_train_export_and_evaluate_by_name(tmp_path):
     from marl_edge.runtime.swarm import SwarmOptions, run_swarm
     from marl_edge.runtime.team import evaluate_bundle
     from marl_edge.train.config import RunConfig
-    from marl_edge.train.trainer import create_run_dir, evaluate_run, make_run_spec, train
+    from marl_edge.train.evaluation import evaluate_run
+    from marl_edge.train.loop import train
+    from marl_edge.train.rundir import create_run_dir, make_run_spec
 
     run = RunConfig(env="gym:lbforaging:Foraging-5x5-3p-1f-coop-v3", algo="qmix", steps=600, seed=0, eval_episodes=0,
                     n_envs=4, save_buffer=False)
