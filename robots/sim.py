@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from ..runtime import protocol as P
+from ..wire import protocol as P
 from .base import Observation, RobotAdapter, Stop
 
 POLLIN, NOBLOCK = int(zmq.POLLIN), int(zmq.NOBLOCK)  # plain ints: no enum arithmetic per call

@@ -7,7 +7,7 @@ deadline; missing ones are masked, never invented); act; send ``msg_out``
 straight to this step's receivers (PUSH sockets to each peer: no broker on
 the message path); hand the action to the robot.
 
-Every received frame is validated (``runtime.protocol``); bad ones are
+Every received frame is validated (``wire.protocol``); bad ones are
 counted and dropped. SIGINT/SIGTERM end the loop cleanly: sockets closed,
 metrics written.
 """
@@ -27,8 +27,9 @@ import numpy as np
 import zmq
 
 from ..robots.base import Observation, RobotAdapter, Stop
-from . import protocol as P
+from ..wire import protocol as P
 from .bundle import MANIFEST, BundleError, _read_json, check_manifest, load_agent_dir
+from .metrics import percentiles
 from .policy import OrtPolicy
 
 # plain ints: pyzmq's enum flags cost a Python-level enum operation on every use
@@ -365,9 +366,9 @@ class AgentProcess:
             "pid": os.getpid(),
             "steps": self.steps,
             "stopped": reason,
-            "act_us": P.percentiles(np.asarray(self.act_ns) / 1e3),
-            "step_us": P.percentiles(np.asarray(self.step_ns) / 1e3),
-            "wait_us": P.percentiles(np.asarray(self.wait_ns) / 1e3),
+            "act_us": percentiles(np.asarray(self.act_ns) / 1e3),
+            "step_us": percentiles(np.asarray(self.step_ns) / 1e3),
+            "wait_us": percentiles(np.asarray(self.wait_ns) / 1e3),
             "cpu_s": 0.0 if self.cpu0 is None else round(time.process_time() - self.cpu0, 6),  # from the first step on
             "messages": self.c.as_dict(),
             "robot_invalid_frames": self.robot.invalid_frames,

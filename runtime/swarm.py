@@ -27,9 +27,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import protocol as P
+from ..wire import protocol as P
 from .agent import bundle_id
 from .bundle import MANIFEST, BundleError, load_bundle
+from .metrics import percentiles
 from .world import World, WorldOptions
 
 
@@ -235,8 +236,8 @@ class Launcher:
             "steps": stats.steps,
             "steps_per_s": stats.steps / max(stats.wall_s, 1e-9),
             "startup_s": round(startup, 3),
-            "step_ms_p50": P.percentiles(stats.step_ms)["p50"],
-            "step_ms_p99": P.percentiles(stats.step_ms)["p99"],
+            "step_ms_p50": percentiles(stats.step_ms)["p50"],
+            "step_ms_p99": percentiles(stats.step_ms)["p99"],
             "msgs_per_step": sent / steps,
             "msg_bytes_per_step": sent_bytes / steps,
             "msg_frame_bytes": P.frame_size(d, self.swarm) if d else 0,

@@ -27,7 +27,7 @@ import numpy as np
 import zmq
 
 from ..envs import episode_seeds
-from . import protocol as P
+from ..wire import protocol as P
 from .bundle import Bundle
 
 POLLIN, NOBLOCK, SNDMORE = int(zmq.POLLIN), int(zmq.NOBLOCK), int(zmq.SNDMORE)  # plain ints: no enum arithmetic per call

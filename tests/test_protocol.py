@@ -6,7 +6,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from marl_edge.runtime import protocol as P
+from marl_edge.wire import protocol as P
 
 SW = "b0123456789ab-42"
 EX = P.Expect(SW, 6, msg_dim=8, obs_dim=5, n_actions=3, k_max=2)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import zmq
 
-from marl_edge.runtime import protocol as P
+from marl_edge.wire import protocol as P
 from marl_edge.runtime.swarm import Launcher, SwarmOptions, run_swarm
 from marl_edge.runtime.team import evaluate_bundle
 

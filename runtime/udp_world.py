@@ -18,7 +18,7 @@ lock-step deadline because a datagram was lost) takes it back, like a HELLO:
 it rejoins with a fresh recurrent state. After the last episode, a
 HEARTBEAT or ACT is answered with STOP again (in case the first was lost).
 
-    python -m marl_edge.robots.udp_device BUNDLE --port 9000 --episodes 8
+    python -m marl_edge.runtime.udp_world BUNDLE --port 9000 --episodes 8
 
 prints ``listening udp://HOST:PORT`` as its first stdout line, a short human
 summary on stderr, and the result as one JSON object, the last stdout line.
@@ -36,11 +36,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..runtime import protocol as P
-from ..runtime.agent import bundle_id
-from ..runtime.bundle import MANIFEST, Bundle, BundleError, load_bundle
-from ..runtime.world import World, WorldOptions, WorldStats
-from . import udp as U
+from ..wire import protocol as P
+from ..wire import udp as U
+from .agent import bundle_id
+from .bundle import MANIFEST, Bundle, BundleError, load_bundle
+from .metrics import percentiles
+from .world import World, WorldOptions, WorldStats
 
 
 class UdpDevice(World):
@@ -164,7 +165,7 @@ def summary(device: UdpDevice, stats: WorldStats, seed: int) -> dict[str, Any]:
         "lengths": stats.lengths,
         "steps": stats.steps,
         "steps_per_s": stats.steps / max(stats.wall_s, 1e-9),
-        "step_ms_p50": P.percentiles(stats.step_ms)["p50"],
+        "step_ms_p50": percentiles(stats.step_ms)["p50"],
         "noop_actions": stats.noop_actions,
         "late_actions": stats.late_actions,
         "absences": stats.absences,
@@ -178,7 +179,7 @@ def summary(device: UdpDevice, stats: WorldStats, seed: int) -> dict[str, Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m marl_edge.robots.udp_device", description=(
+    p = argparse.ArgumentParser(prog="python -m marl_edge.runtime.udp_world", description=(
         "Serve a bundle's env to its agents over the UDP datagram link of marl_edge.robots.udp "
         "(run each agent with: marl-agent AGENT_DIR --robot udp://HOST:PORT)."))
     p.add_argument("bundle", type=Path, help="a bundle folder from marl-export")

@@ -1,5 +1,5 @@
 """Wire protocol v1 (docs/design.md contract 6; described for other languages in
-docs/protocol.md). torch-free.
+docs/protocol.md). torch-free: numpy, msgpack and the standard library only.
 
 Every frame is one msgpack map ("envelope") with string keys:
 
@@ -528,10 +528,3 @@ class Counters:
         return {k: getattr(self, k) for k in ("sent", "sent_bytes", "received", "received_bytes", "dropped", "stale", "invalid")} | {
             "invalid_reasons": dict(self.invalid_reasons)
         }
-
-
-def percentiles(xs: "list[float] | np.ndarray") -> dict[str, float]:
-    if len(xs) == 0:
-        return {"p50": math.nan, "p99": math.nan, "n": 0}
-    a = np.asarray(xs)
-    return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)), "n": len(xs)}
