@@ -31,6 +31,7 @@ from ..wire import protocol as P
 from .agent import bundle_id
 from .bundle import MANIFEST, BundleError, load_bundle
 from .metrics import percentiles
+from .transport import ZmqTransport
 from .world import World, WorldOptions
 
 
@@ -155,7 +156,7 @@ class Launcher:
         wopts = WorldOptions(episodes=self.opts.episodes, seed=self.seed, act_timeout_s=self.opts.act_timeout_s,
                              hb_timeout_s=self.opts.hb_timeout_s, mode=self.opts.mode, hz=self.opts.hz,
                              start_timeout_s=self.opts.start_timeout_s)
-        world = World(self.bundle, self.opts.world_bind or self.endpoint("world"), self.swarm, wopts)
+        world = World(self.bundle, ZmqTransport(self.opts.world_bind or self.endpoint("world")), self.swarm, wopts)
         kills = {}
         for a, s in self.opts.kills:
             kills.setdefault(s, []).append(a)

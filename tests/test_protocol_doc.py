@@ -334,7 +334,7 @@ def test_hand_built_msg_frame_is_byte_identical_to_the_runtime():
     ]
     for swarm, sender, ep, t, p in cases:
         mine = doc_msg_frame(swarm, sender, ep, t, p)
-        ref = P.encode_msg(swarm, sender, ep, t, np.asarray(p, np.float32))
+        ref = P.MsgCodec(swarm, len(p)).encode(sender, ep, t, np.asarray(p, np.float32))
         assert mine == ref, (swarm, sender, ep, t)
         assert len(mine) == doc_frame_size(swarm, len(p)) == P.frame_size(len(p), swarm)
     # the hex example printed in the doc is that frame
@@ -342,7 +342,7 @@ def test_hand_built_msg_frame_is_byte_identical_to_the_runtime():
     block = re.search(r"<!-- example: msg-frame-hex -->\s*```\n(.*?)```", text, re.S)
     assert block, "docs/protocol.md lost its hex example"
     shown = bytes.fromhex(block.group(1).replace("\n", " "))
-    assert shown == doc_msg_frame("b0123456789ab-42", 3, 1, 17, [1.0, -0.5]) == P.encode_msg("b0123456789ab-42", 3, 1, 17, np.array([1.0, -0.5], np.float32))
+    assert shown == doc_msg_frame("b0123456789ab-42", 3, 1, 17, [1.0, -0.5]) == P.MsgCodec("b0123456789ab-42", 2).encode(3, 1, 17, np.array([1.0, -0.5], np.float32))
     assert len(shown) == 65
 
 

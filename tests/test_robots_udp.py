@@ -211,15 +211,15 @@ def test_continuous_actions_on_the_link():
 
 
 def test_device_drops_and_counts_malformed_datagrams(bundle):
-    from marl_edge.runtime.udp_world import UdpDevice
+    from marl_edge.runtime.udp_world import udp_world
 
     b = load_bundle(bundle)
     spec = U.UdpSpec.from_manifest(b.manifest)
-    device = UdpDevice(b, "127.0.0.1", 0, swarm="sw-test", opts=WorldOptions(episodes=1))
+    device = udp_world(b, "127.0.0.1", 0, swarm="sw-test", opts=WorldOptions(episodes=1))
     a0 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        at = ("127.0.0.1", device.port)
+        at = ("127.0.0.1", device.transport.port)
         a0.sendto(U.encode_hello(0, "tcp://127.0.0.1:7000", "sw-test", 11), at)
         device._poll(30_000)
         assert device.live[0] and device.addr[0] == "tcp://127.0.0.1:7000" and device.stats.counters.invalid == 0
