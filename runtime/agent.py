@@ -31,6 +31,7 @@ from ..wire import protocol as P
 from .bundle import MANIFEST, BundleError, _read_json, check_manifest, load_agent_dir
 from .metrics import percentiles
 from .policy import OrtPolicy
+from .transport import inbox_socket, peer_socket
 
 # plain ints: pyzmq's enum flags cost a Python-level enum operation on every use
 POLLIN, NOBLOCK = int(zmq.POLLIN), int(zmq.NOBLOCK)
@@ -105,16 +106,12 @@ class AgentProcess:
     def run(self) -> dict[str, Any]:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
-        s = self.ctx.socket(zmq.PULL)
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.RCVHWM, 100_000)
         try:
-            s.bind(self.opts.bind)
+            s, addr = inbox_socket(self.ctx, self.opts.bind)
         except zmq.ZMQError as e:
             raise BundleError(f"agent {self.id}: cannot listen on {self.opts.bind}: {e}") from None
         self.inbox_sock = s
         self.pollset = [(s, POLLIN)]  # for zmq.zmq_poll: one C call, no Poller bookkeeping
-        addr = s.getsockopt_string(zmq.LAST_ENDPOINT)
         self.robot.connect(self.id, {"addr": addr, "pid": os.getpid(), "bundle": self.swarm})
         reason = "signal"
         try:
@@ -228,12 +225,7 @@ class AgentProcess:
             if addr is None:
                 self.c.dropped += 1  # nobody told us where agent j listens
                 return
-            sock = self.ctx.socket(zmq.PUSH)
-            sock.setsockopt(zmq.LINGER, 100)
-            sock.setsockopt(zmq.SNDHWM, 10_000)
-            sock.setsockopt(zmq.IMMEDIATE, 0)
-            sock.connect(addr)
-            self.push[j] = sock
+            sock = self.push[j] = peer_socket(self.ctx, addr)
         try:
             sock.send(frame, zmq.NOBLOCK)
             self.c.sent += 1

@@ -12,8 +12,11 @@ drops the rest, and sends the world's per-step observations and its stop.
     UdpTransport   one UDP socket speaking ``wire.udp``'s datagrams (the
                    testbed device of ``runtime.udp_world``)
 
-The ZeroMQ socket of the world is set up in one place (``router_socket``),
-so an authenticated variant (e.g. CURVE) changes that function only.
+The runtime's ZeroMQ sockets are set up here, in one place: the world's
+ROUTER (``router_socket``) and an agent's message inbox and its links to its
+peers (``inbox_socket``, ``peer_socket``), so an authenticated variant (e.g.
+CURVE) changes these functions only. (The simulated robot's DEALER is
+``robots.sim``'s: robots do not import the runtime.)
 """
 
 from __future__ import annotations
@@ -93,6 +96,30 @@ def router_socket(ctx: zmq.Context, endpoint: str) -> tuple[zmq.Socket, str]:
     sock.setsockopt(zmq.RCVHWM, 100_000)  # a burst of junk must not stall the agents' frames
     sock.bind(endpoint)
     return sock, sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+def inbox_socket(ctx: zmq.Context, endpoint: str) -> tuple[zmq.Socket, str]:
+    """An agent's message inbox (PULL) bound at ``endpoint``, and the bound
+    address. Raises ``zmq.ZMQError`` if it cannot bind."""
+    sock = ctx.socket(zmq.PULL)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVHWM, 100_000)
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError:
+        sock.close(linger=0)
+        raise
+    return sock, sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+def peer_socket(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
+    """An agent's link (PUSH) to a peer's inbox at ``endpoint``."""
+    sock = ctx.socket(zmq.PUSH)
+    sock.setsockopt(zmq.LINGER, 100)
+    sock.setsockopt(zmq.SNDHWM, 10_000)
+    sock.setsockopt(zmq.IMMEDIATE, 0)
+    sock.connect(endpoint)
+    return sock
 
 
 class ZmqTransport(Transport):
