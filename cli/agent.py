@@ -50,7 +50,7 @@ def agent_cmd(agent_dir, manifest, world, robot, bind, peers_file, profile, mode
     previous step's messages from its neighbours, act, message straight to
     its current neighbours, action to the robot. SIGINT/SIGTERM stop it."""
     from ..robots.sim import SimRobot
-    from ..runtime import protocol as P
+    from ..wire import protocol as P
     from ..runtime.agent import AgentOptions, AgentProcess, bundle_id
     from ..runtime.bundle import MANIFEST, BundleError
 
@@ -70,7 +70,7 @@ def agent_cmd(agent_dir, manifest, world, robot, bind, peers_file, profile, mode
         raise BundleError("give --world ENDPOINT (the simulated robot) or --robot udp://HOST:PORT (a device; see docs/robots.md)")
     link = None
     if robot is not None:
-        from ..robots.udp import UdpLinkError, parse_udp_url, resolve
+        from ..wire.udp import UdpLinkError, parse_udp_url, resolve
 
         try:
             link = parse_udp_url(str(robot))
@@ -97,7 +97,8 @@ def agent_cmd(agent_dir, manifest, world, robot, bind, peers_file, profile, mode
         raise BundleError(f"{manifest} is missing: pass --manifest BUNDLE/swarm.json")
     ex = P.Expect.for_bundle(m, sid)
     if link is not None:
-        from ..robots.udp import UdpRobot, UdpSpec
+        from ..robots.udp import UdpRobot
+        from ..wire.udp import UdpSpec
 
         adapter = UdpRobot(link, UdpSpec.from_manifest(m))
     else:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from ..runtime import protocol as P
+from ..wire import protocol as P
 from .base import Observation, RobotAdapter, Stop
 
 POLLIN, NOBLOCK = int(zmq.POLLIN), int(zmq.NOBLOCK)  # plain ints: no enum arithmetic per call
@@ -28,11 +28,8 @@ class SimRobot(RobotAdapter):
         self.counters = P.Counters()
         self.rcvtimeo = -1  # ms; set on the socket only when observe's timeout changes
         self.timeout_s = -1.0
-        try:  # the fixed-width per-step frames (anything else goes through the generic decoder)
-            self.obs_codec: P.ObsCodec | None = P.ObsCodec(expect)
-            self.act_codec: P.ActCodec | None = P.ActCodec(expect) if not expect.action_dim else None
-        except P.ProtocolError:
-            self.obs_codec = self.act_codec = None
+        # the per-step frames (an obs frame in another layout goes through the generic decoder)
+        self.obs_codec, self.act_codec = P.ObsCodec(expect), P.ActCodec(expect)
         self.obs_bytes, self.avail_bytes = bytearray(4 * expect.obs_dim), bytearray(expect.n_actions)
         self.obs = np.frombuffer(self.obs_bytes, dtype=np.float32)  # what observe returns, refilled in place
         self.avail = np.frombuffer(self.avail_bytes, dtype=np.bool_)
@@ -65,7 +62,7 @@ class SimRobot(RobotAdapter):
         except zmq.Again:
             return None
         while True:
-            r = self.obs_codec.parse(frame) if self.obs_codec is not None else None
+            r = self.obs_codec.parse(frame)
             if r is not None:  # a valid fixed-width obs frame
                 self.obs_bytes[:] = r[3]
                 self.avail_bytes[:] = r[4]
@@ -94,12 +91,7 @@ class SimRobot(RobotAdapter):
 
     def apply(self, ob: Observation, action: int | np.ndarray) -> None:
         assert self.sock is not None
-        if isinstance(action, np.ndarray):
-            self.sock.send(P.encode_act(self.ex.swarm, self.agent_id, ob.episode, ob.step, np.asarray(action, dtype=np.float32)))
-        elif self.act_codec is not None and 0 <= action < 65536:
-            self.sock.send(self.act_codec.encode(self.agent_id, ob.episode, ob.step, int(action)))
-        else:
-            self.sock.send(P.encode_act(self.ex.swarm, self.agent_id, ob.episode, ob.step, int(action)))
+        self.sock.send(self.act_codec.encode(self.agent_id, ob.episode, ob.step, action))
 
     def heartbeat(self) -> None:
         self._send("hb")

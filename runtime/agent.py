@@ -7,7 +7,7 @@ deadline; missing ones are masked, never invented); act; send ``msg_out``
 straight to this step's receivers (PUSH sockets to each peer: no broker on
 the message path); hand the action to the robot.
 
-Every received frame is validated (``runtime.protocol``); bad ones are
+Every received frame is validated (``wire.protocol``); bad ones are
 counted and dropped. SIGINT/SIGTERM end the loop cleanly: sockets closed,
 metrics written.
 """
@@ -27,9 +27,11 @@ import numpy as np
 import zmq
 
 from ..robots.base import Observation, RobotAdapter, Stop
-from . import protocol as P
+from ..wire import protocol as P
 from .bundle import MANIFEST, BundleError, _read_json, check_manifest, load_agent_dir
+from .metrics import percentiles
 from .policy import OrtPolicy
+from .transport import inbox_socket, peer_socket
 
 # plain ints: pyzmq's enum flags cost a Python-level enum operation on every use
 POLLIN, NOBLOCK = int(zmq.POLLIN), int(zmq.NOBLOCK)
@@ -104,16 +106,12 @@ class AgentProcess:
     def run(self) -> dict[str, Any]:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
-        s = self.ctx.socket(zmq.PULL)
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.RCVHWM, 100_000)
         try:
-            s.bind(self.opts.bind)
+            s, addr = inbox_socket(self.ctx, self.opts.bind)
         except zmq.ZMQError as e:
             raise BundleError(f"agent {self.id}: cannot listen on {self.opts.bind}: {e}") from None
         self.inbox_sock = s
         self.pollset = [(s, POLLIN)]  # for zmq.zmq_poll: one C call, no Poller bookkeeping
-        addr = s.getsockopt_string(zmq.LAST_ENDPOINT)
         self.robot.connect(self.id, {"addr": addr, "pid": os.getpid(), "bundle": self.swarm})
         reason = "signal"
         try:
@@ -227,12 +225,7 @@ class AgentProcess:
             if addr is None:
                 self.c.dropped += 1  # nobody told us where agent j listens
                 return
-            sock = self.ctx.socket(zmq.PUSH)
-            sock.setsockopt(zmq.LINGER, 100)
-            sock.setsockopt(zmq.SNDHWM, 10_000)
-            sock.setsockopt(zmq.IMMEDIATE, 0)
-            sock.connect(addr)
-            self.push[j] = sock
+            sock = self.push[j] = peer_socket(self.ctx, addr)
         try:
             sock.send(frame, zmq.NOBLOCK)
             self.c.sent += 1
@@ -365,9 +358,9 @@ class AgentProcess:
             "pid": os.getpid(),
             "steps": self.steps,
             "stopped": reason,
-            "act_us": P.percentiles(np.asarray(self.act_ns) / 1e3),
-            "step_us": P.percentiles(np.asarray(self.step_ns) / 1e3),
-            "wait_us": P.percentiles(np.asarray(self.wait_ns) / 1e3),
+            "act_us": percentiles(np.asarray(self.act_ns) / 1e3),
+            "step_us": percentiles(np.asarray(self.step_ns) / 1e3),
+            "wait_us": percentiles(np.asarray(self.wait_ns) / 1e3),
             "cpu_s": 0.0 if self.cpu0 is None else round(time.process_time() - self.cpu0, 6),  # from the first step on
             "messages": self.c.as_dict(),
             "robot_invalid_frames": self.robot.invalid_frames,

@@ -27,9 +27,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import protocol as P
+from ..wire import protocol as P
 from .agent import bundle_id
 from .bundle import MANIFEST, BundleError, load_bundle
+from .metrics import percentiles
+from .transport import ZmqTransport
 from .world import World, WorldOptions
 
 
@@ -154,7 +156,7 @@ class Launcher:
         wopts = WorldOptions(episodes=self.opts.episodes, seed=self.seed, act_timeout_s=self.opts.act_timeout_s,
                              hb_timeout_s=self.opts.hb_timeout_s, mode=self.opts.mode, hz=self.opts.hz,
                              start_timeout_s=self.opts.start_timeout_s)
-        world = World(self.bundle, self.opts.world_bind or self.endpoint("world"), self.swarm, wopts)
+        world = World(self.bundle, ZmqTransport(self.opts.world_bind or self.endpoint("world")), self.swarm, wopts)
         kills = {}
         for a, s in self.opts.kills:
             kills.setdefault(s, []).append(a)
@@ -235,8 +237,8 @@ class Launcher:
             "steps": stats.steps,
             "steps_per_s": stats.steps / max(stats.wall_s, 1e-9),
             "startup_s": round(startup, 3),
-            "step_ms_p50": P.percentiles(stats.step_ms)["p50"],
-            "step_ms_p99": P.percentiles(stats.step_ms)["p99"],
+            "step_ms_p50": percentiles(stats.step_ms)["p50"],
+            "step_ms_p99": percentiles(stats.step_ms)["p99"],
             "msgs_per_step": sent / steps,
             "msg_bytes_per_step": sent_bytes / steps,
             "msg_frame_bytes": P.frame_size(d, self.swarm) if d else 0,

@@ -1,5 +1,6 @@
 """The world simulator: a built-in env (batch 1) and the topology, serving
-each simulated robot over ZeroMQ. torch-free.
+each robot over a transport (``runtime.transport``: ZeroMQ for the simulated
+robots, UDP for the testbed device of ``runtime.udp_world``). torch-free.
 
 Lock-step: each step the world sends every live agent its observation, its
 available actions and its two neighbour lists (``in``: whose step t-1
@@ -24,13 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-import zmq
 
 from ..envs import episode_seeds
-from . import protocol as P
+from ..wire import protocol as P
 from .bundle import Bundle
-
-POLLIN, NOBLOCK, SNDMORE = int(zmq.POLLIN), int(zmq.NOBLOCK), int(zmq.SNDMORE)  # plain ints: no enum arithmetic per call
+from .transport import Transport
 
 
 @dataclass
@@ -59,18 +58,13 @@ class WorldStats:
     cpu_s: float = 0.0  # the world process's CPU time over the episodes (all its threads)
 
 
-def _codecs(ex: P.Expect) -> tuple[P.ObsCodec | None, P.ActCodec | None]:
-    try:
-        return P.ObsCodec(ex), (P.ActCodec(ex) if not ex.action_dim else None)
-    except P.ProtocolError:  # sizes the fixed layouts do not cover: the generic frames
-        return None, None
-
-
 class World:
-    _expired_at = 0.0  # when liveness was last checked (perf_counter)
-    _rcvtimeo = -1  # the socket's ZMQ_RCVTIMEO (ms) for _poll_one, set only when it changes
+    """The env and the team's liveness, served over ``transport`` (which the
+    world opens here and closes in ``close``)."""
 
-    def __init__(self, bundle: Bundle, endpoint: str, swarm: str, opts: WorldOptions, ctx: zmq.Context | None = None) -> None:
+    _expired_at = 0.0  # when liveness was last checked (perf_counter)
+
+    def __init__(self, bundle: Bundle, transport: Transport, swarm: str, opts: WorldOptions) -> None:
         self.b, self.opts, self.swarm = bundle, opts, swarm
         spec = bundle.manifest["env_spec"]
         self.n = int(spec["n_agents"])
@@ -78,9 +72,6 @@ class World:
         self.action_dim = int(spec.get("action_dim") or 0)  # continuous: an absent robot's action is the zero vector
         self.topology = bundle.topology()
         self.ex = P.Expect.for_bundle(bundle.manifest, swarm)
-        self.obs_codec, self.act_codec = _codecs(self.ex)  # fixed-width per-step frames (None: generic msgpack)
-        self.ctx = ctx or zmq.Context.instance()
-        self._open(endpoint)
         self.addr: dict[int, str] = {}
         self.live = np.zeros(self.n, dtype=bool)
         self.last_seen = np.zeros(self.n)
@@ -94,81 +85,19 @@ class World:
         self.cur = (-1, -1)
         self.global_step = 0
         self.finished = False
+        self.transport = transport
+        self.endpoint = transport.open(self)  # where the robots reach the world
 
-    # ---- the transport (ZeroMQ here; a subclass may override _open, _poll, _send, close) ----
-    def _open(self, endpoint: str) -> None:
-        """Listen for the robots at ``endpoint``; set ``self.endpoint`` to the bound address."""
-        self.sock = self.ctx.socket(zmq.ROUTER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        # a restarted robot takes its identity over from a connection that is still half-open
-        self.sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
-        self.sock.setsockopt(zmq.RCVHWM, 100_000)  # a burst of junk must not stall the agents' frames
-        self.sock.bind(endpoint)
-        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+    @property
+    def counters(self) -> P.Counters:
+        return self.stats.counters
 
-    # ---- receiving -------------------------------------------------------------------
+    # ---- receiving (the transport hands over every valid frame) ---------------------------
     def _poll(self, timeout_ms: int) -> None:
-        sock = self.sock
-        pollset = [(sock, POLLIN)]
-        if not zmq.zmq_poll(pollset, timeout_ms):
-            return
-        while True:
-            try:
-                parts = sock.recv_multipart(NOBLOCK)
-            except zmq.Again:
-                return
-            self._handle(parts)
-            if not zmq.zmq_poll(pollset, 0):  # drained (cheaper than a failing recv)
-                return
+        """Handle every frame waiting, waiting up to ``timeout_ms`` for the first."""
+        self.transport.poll(timeout_ms)
 
-    def _poll_one(self, timeout_ms: int) -> None:
-        """The lock-step wait: handle the next frame (waiting up to ``timeout_ms``).
-
-        One blocking receive per frame, as the actions come in: no "anything
-        else?" probe after each (a system call), since the wait loop asks again
-        anyway. Another transport (a subclass with its own ``_poll``) uses that."""
-        if type(self)._poll is not World._poll:
-            self._poll(timeout_ms)
-            return
-        sock = self.sock
-        if timeout_ms != self._rcvtimeo:
-            sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
-            self._rcvtimeo = timeout_ms
-        try:
-            ident = sock.recv()
-        except zmq.Again:
-            return
-        part = sock.recv(copy=False)  # a ROUTER gives the sender's identity, then at least one part
-        parts = [ident, part.bytes]
-        while part.more:  # a multipart message: not ours (counted as bad by _handle)
-            part = sock.recv(copy=False)
-            parts.append(part.bytes)
-        self._handle(parts)
-
-    def _handle(self, parts: list[bytes]) -> None:
-        c = self.stats.counters
-        c.received += 1
-        if len(parts) != 2:
-            c.bad("not one frame")
-            return
-        ident, frame = parts
-        c.received_bytes += len(frame)
-        r = self.act_codec.parse(frame) if self.act_codec is not None else None
-        if r is not None:  # a valid fixed-width act (the per-step frame)
-            env: dict[str, Any] | str = {"k": "act", "from": r[0], "ep": r[1], "t": r[2], "a": r[3]}
-        else:
-            env = P.decode(frame, self.ex)
-        if isinstance(env, str):
-            c.bad(env)
-            return
-        i = env["from"]
-        if i == P.WORLD or ident != b"agent-%d" % i:
-            c.bad("sender does not match its connection")
-            return
-        self._accept(i, env)
-
-    def _accept(self, i: int, env: dict[str, Any]) -> None:
+    def accept(self, i: int, env: dict[str, Any]) -> None:
         """A valid envelope (``k``: hello, bye, hb or act; ``ep``, ``t``, ``addr``,
         ``a``, ``m``) from agent ``i``, whatever transport carried it."""
         c = self.stats.counters
@@ -208,21 +137,6 @@ class World:
     def mark_absent(self, i: int, why: str = "killed") -> None:
         """For the launcher: agent ``i``'s process is known to be gone."""
         self._absent(i, why)
-
-    def _send(self, i: int, kind: str, ep: int = 0, t: int = 0, **fields: Any) -> None:
-        if kind == "obs":  # every agent, every step: no generic field loop
-            f = fields
-            frame = P.encode_obs(self.swarm, ep, t, f["o"], f["av"], f["first"], f["to"], f["in"], f.get("peers"))
-        else:
-            frame = P.encode(self.swarm, P.WORLD, kind, ep, t, **fields)
-        self._send_frame(i, frame)
-
-    def _send_frame(self, i: int, frame: bytes) -> None:
-        c = self.stats.counters
-        c.sent += 1
-        c.sent_bytes += len(frame)
-        self.sock.send(b"agent-%d" % i, SNDMORE)
-        self.sock.send(frame)
 
     # ---- running -----------------------------------------------------------------------
     def wait_for_agents(self) -> None:
@@ -309,7 +223,7 @@ class World:
         avail = ts.avail_actions[0] if not self.action_dim else None
         served = [i for i in range(self.n) if on[i]]
         version, sent_version = self.peers_version, self.peers_sent.tolist()
-        zmq_obs = type(self)._send is World._send  # our own transport: straight to the encoder
+        send_obs = self.transport.send_obs
         for i in served:
             # hear only senders served last step (they sent) and still here now
             inbox = [] if fresh[i] else [j for j in hear_prev[i] if on[j] and was_on[j]]
@@ -317,17 +231,7 @@ class World:
             if sent_version[i] != version:
                 peers = [[j, a] for j, a in sorted(self.addr.items())]
                 self.peers_sent[i] = version
-            av = avail[i] if avail is not None else b""
-            if zmq_obs:
-                oc = self.obs_codec
-                if peers is None and oc is not None:
-                    frame = oc.encode(ep, t, obs[i], av, fresh[i], send_to[i], inbox)
-                else:
-                    frame = P.encode_obs(self.swarm, ep, t, obs[i], av, fresh[i], send_to[i], inbox, peers)
-                self._send_frame(i, frame)
-            else:
-                extra = {} if peers is None else {"peers": peers}
-                self._send(i, "obs", ep, t, o=obs[i], av=av, first=fresh[i], to=send_to[i], **{"in": inbox}, **extra)
+            send_obs(i, ep, t, obs[i], avail[i] if avail is not None else b"", fresh[i], send_to[i], inbox, peers)
         self.fresh[live] = False
         self.live_prev = live
         if self.opts.mode == "realtime":
@@ -364,7 +268,7 @@ class World:
                     if self.live[i] and i not in pending:
                         self._absent(i, "no action before the deadline")
                 break
-            self._poll_one(hb_ms if left >= hb else int(left * 1000) + 1)  # = int(min(left, hb) * 1000) + 1
+            self.transport.poll_one(hb_ms if left >= hb else int(left * 1000) + 1)  # = int(min(left, hb) * 1000) + 1
             now = time.perf_counter()
             if now - self._expired_at >= 0.01:  # liveness: 100 checks a second are plenty (hb_timeout_s is ~1 s)
                 self._expire()
@@ -388,10 +292,10 @@ class World:
         self.finished = True
         expect = [i for i in range(self.n) if self.live[i]]
         for i in expect:
-            self._send(i, "stop", why="done")
+            self.transport.send_stop(i, "done")
         deadline = time.perf_counter() + grace_s
         while any(i not in self.bye for i in expect) and time.perf_counter() < deadline:
             self._poll(50)
 
     def close(self) -> None:
-        self.sock.close(linger=0)
+        self.transport.close()

@@ -7,7 +7,7 @@ world (``runtime.swarm.Launcher``) in place of one ``marl-agent``, next to real
 ``marl-agent`` processes. The tests check that the world and the other agents
 accept its frames, that its actions are the ones applied, and that the team
 plays exactly the in-process bundle evaluation. A ``msg`` frame built from
-the page's byte table must be byte-identical to ``runtime.protocol``'s.
+the page's byte table must be byte-identical to ``wire.protocol``'s.
 
 This module imports nothing from marl_edge at the top level: the subprocess
 loads it to run ``doc_agent_main``. Every marl_edge import sits inside a test.
@@ -323,7 +323,7 @@ sys.exit(mod.doc_agent_main(sys.argv[2:]))
 
 
 def test_hand_built_msg_frame_is_byte_identical_to_the_runtime():
-    from marl_edge.runtime import protocol as P
+    from marl_edge.wire import protocol as P
 
     cases = [
         ("b0123456789ab-42", 3, 1, 17, [1.0, -0.5]),
@@ -334,7 +334,7 @@ def test_hand_built_msg_frame_is_byte_identical_to_the_runtime():
     ]
     for swarm, sender, ep, t, p in cases:
         mine = doc_msg_frame(swarm, sender, ep, t, p)
-        ref = P.encode_msg(swarm, sender, ep, t, np.asarray(p, np.float32))
+        ref = P.MsgCodec(swarm, len(p)).encode(sender, ep, t, np.asarray(p, np.float32))
         assert mine == ref, (swarm, sender, ep, t)
         assert len(mine) == doc_frame_size(swarm, len(p)) == P.frame_size(len(p), swarm)
     # the hex example printed in the doc is that frame
@@ -342,13 +342,13 @@ def test_hand_built_msg_frame_is_byte_identical_to_the_runtime():
     block = re.search(r"<!-- example: msg-frame-hex -->\s*```\n(.*?)```", text, re.S)
     assert block, "docs/protocol.md lost its hex example"
     shown = bytes.fromhex(block.group(1).replace("\n", " "))
-    assert shown == doc_msg_frame("b0123456789ab-42", 3, 1, 17, [1.0, -0.5]) == P.encode_msg("b0123456789ab-42", 3, 1, 17, np.array([1.0, -0.5], np.float32))
+    assert shown == doc_msg_frame("b0123456789ab-42", 3, 1, 17, [1.0, -0.5]) == P.MsgCodec("b0123456789ab-42", 2).encode(3, 1, 17, np.array([1.0, -0.5], np.float32))
     assert len(shown) == 65
 
 
 def test_frames_the_doc_calls_invalid_are_refused_and_valid_ones_accepted():
     """§5's checks, on frames built with plain msgpack."""
-    from marl_edge.runtime import protocol as P
+    from marl_edge.wire import protocol as P
 
     sw = "b0123456789ab-42"
     ex = P.Expect(sw, 4, msg_dim=2, obs_dim=3, n_actions=3, k_max=2)

@@ -1,4 +1,5 @@
-"""The UDP robot adapter (robots.udp) and its testbed device (robots.udp_device).
+"""The UDP datagram format (wire.udp), the robot adapter (robots.udp) and its
+testbed device (runtime.udp_world).
 
 Lock-step fidelity: a device process serving the env over UDP plus one
 ``marl-agent --robot udp://...`` process per robot (messages peer to peer over
@@ -24,12 +25,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from marl_edge.robots import udp as U
+from marl_edge.robots.udp import UdpRobot
 from marl_edge.robots.base import Observation, Stop
 from marl_edge.runtime.bundle import load_bundle
 from marl_edge.runtime.swarm import _pdeathsig
 from marl_edge.runtime.team import evaluate_bundle
 from marl_edge.runtime.world import WorldOptions
+from marl_edge.wire import udp as U
 
 N = 5  # robots in the test bundle
 
@@ -143,7 +145,7 @@ def test_adapter_drops_and_counts_malformed_datagrams_and_speaks_the_format():
     stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     dev.bind(("127.0.0.1", 0))
     dev.settimeout(30)
-    robot = U.UdpRobot(f"udp://127.0.0.1:{dev.getsockname()[1]}", spec)
+    robot = UdpRobot(f"udp://127.0.0.1:{dev.getsockname()[1]}", spec)
     try:
         robot.connect(1, {"addr": "ipc:///tmp/a1.sock", "pid": 4242, "bundle": "sw-1"})
         data, agent_at = dev.recvfrom(70000)
@@ -209,15 +211,15 @@ def test_continuous_actions_on_the_link():
 
 
 def test_device_drops_and_counts_malformed_datagrams(bundle):
-    from marl_edge.robots.udp_device import UdpDevice
+    from marl_edge.runtime.udp_world import udp_world
 
     b = load_bundle(bundle)
     spec = U.UdpSpec.from_manifest(b.manifest)
-    device = UdpDevice(b, "127.0.0.1", 0, swarm="sw-test", opts=WorldOptions(episodes=1))
+    device = udp_world(b, "127.0.0.1", 0, swarm="sw-test", opts=WorldOptions(episodes=1))
     a0 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        at = ("127.0.0.1", device.port)
+        at = ("127.0.0.1", device.transport.port)
         a0.sendto(U.encode_hello(0, "tcp://127.0.0.1:7000", "sw-test", 11), at)
         device._poll(30_000)
         assert device.live[0] and device.addr[0] == "tcp://127.0.0.1:7000" and device.stats.counters.invalid == 0
@@ -266,7 +268,7 @@ def test_udp_robots_reproduce_the_bundle_evaluation_lockstep(bundle, tmp_path):
     procs: list[subprocess.Popen] = []
     sent_junk = 0
     try:
-        dev = start(["-m", "marl_edge.robots.udp_device", str(bundle), "--port", "0", "--episodes", str(episodes), "--seed", str(seed)],
+        dev = start(["-m", "marl_edge.runtime.udp_world", str(bundle), "--port", "0", "--episodes", str(episodes), "--seed", str(seed)],
                     tmp_path / "device.log", stdout=subprocess.PIPE, bufsize=0)
         procs.append(dev)
         line = first_line(dev)

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import zmq
 
-from marl_edge.runtime import protocol as P
+from frames import envelope
+from marl_edge.wire import protocol as P
 from marl_edge.runtime.swarm import Launcher, SwarmOptions, run_swarm
 from marl_edge.runtime.team import evaluate_bundle
 
@@ -113,19 +114,20 @@ def test_agents_load_no_torch(bundles):
 
 
 def malformed_frames(swarm: str, n_agents: int, d: int, count: int, rng: np.random.Generator) -> list[bytes]:
-    good = P.encode_msg(swarm, 1, 0, 1, np.zeros(d, np.float32))
+    codec = P.MsgCodec(swarm, d)
+    good = codec.encode(1, 0, 1, np.zeros(d, np.float32))
     makers = [
         lambda: rng.bytes(int(rng.integers(0, 200))),  # line noise
-        lambda: P.encode(swarm, 1, "msg", 0, 1, p=np.zeros(d, np.float32)).replace(b"\xa1v\x01", b"\xa1v\x07"),  # wrong version
-        lambda: P.encode_msg(swarm, 1, 0, 1, np.zeros(d + 1, np.float32)),  # wrong shape
-        lambda: P.encode_msg(swarm, 1, 0, 1, np.full(d, np.nan, np.float32)),  # NaN
-        lambda: P.encode_msg(swarm, 1, 0, 1, np.full(d, np.inf, np.float32)),  # inf
-        lambda: P.encode_msg(swarm, 99, 0, 1, np.zeros(d, np.float32)),  # unknown sender
-        lambda: P.encode_msg("other-swarm", 1, 0, 1, np.zeros(d, np.float32)),  # foreign swarm
+        lambda: envelope(swarm, 1, "msg", 0, 1, p=np.zeros(d, np.float32)).replace(b"\xa1v\x01", b"\xa1v\x07"),  # wrong version
+        lambda: P.MsgCodec(swarm, d + 1).encode(1, 0, 1, np.zeros(d + 1, np.float32)),  # wrong shape
+        lambda: codec.encode(1, 0, 1, np.full(d, np.nan, np.float32)),  # NaN
+        lambda: codec.encode(1, 0, 1, np.full(d, np.inf, np.float32)),  # inf
+        lambda: codec.encode(99, 0, 1, np.zeros(d, np.float32)),  # unknown sender
+        lambda: P.MsgCodec("other-swarm", d).encode(1, 0, 1, np.zeros(d, np.float32)),  # foreign swarm
         lambda: good[: int(rng.integers(1, len(good)))],  # truncated
         lambda: b"\x93\x01\x02\x03",  # not a map
-        lambda: P.encode(swarm, 1, "msg", 0, 1, p="not bytes"),
-        lambda: P.encode(swarm, 1, "msg", -5, 1, p=np.zeros(d, np.float32)),  # negative episode
+        lambda: envelope(swarm, 1, "msg", 0, 1, p="not bytes"),
+        lambda: envelope(swarm, 1, "msg", -5, 1, p=np.zeros(d, np.float32)),  # negative episode
     ]
     frames = [makers[i % len(makers)]() for i in range(count)]
     frames[::997] = [b"\x00" * (P.MAX_FRAME + 10)] * len(frames[::997])  # oversized
@@ -153,7 +155,7 @@ def test_fuzzed_agent_and_world_survive_and_count_every_bad_frame(bundles):
             to_world.send(f)
             sent["world"] += 1
         # valid-looking frames from an impostor identity are refused too
-        to_world.send(P.encode(launcher.swarm, 0, "act", 0, 0, a=0))
+        to_world.send(P.ActCodec(world.ex).encode(0, 0, 0, 0))
         sent["world"] += 1
         time.sleep(0.5)
         to_agent.close(linger=2000)

@@ -1,5 +1,5 @@
 """Wire protocol v1 (docs/design.md contract 6; described for other languages in
-docs/protocol.md). torch-free.
+docs/protocol.md). torch-free: numpy, msgpack and the standard library only.
 
 Every frame is one msgpack map ("envelope") with string keys:
 
@@ -12,18 +12,22 @@ Every frame is one msgpack map ("envelope") with string keys:
     ...           kind-specific fields (below); float vectors are raw
                   little-endian float32 bytes (msgpack bin), never lists
 
-Data-plane ``msg`` frames (agent -> agent, direct) are written with fixed
-widths (``from`` uint16, ``ep`` and ``t`` uint32, ``p`` bin8), so every
-message of a swarm has the same size on the wire: ``frame_size(d, swarm)``.
-The per-step control frames are written with fixed widths too: ``obs``
-(``ObsCodec``: ``ep``/``t`` uint32, ids uint16 in array16, without ``peers``)
-and discrete ``act`` (``ActCodec``: ``from`` and ``a`` uint16, ``ep``/``t``
-uint32); every other frame with msgpack's smallest widths. Any msgpack
-decoder reads them all as ordinary maps, and every receiver accepts any
-width: a fixed layout only lets it read the frame with ``struct``.
+Each per-step kind has one encoder, its codec, which writes fixed widths:
+data-plane ``msg`` frames (agent -> agent, direct; ``MsgCodec``: ``from``
+uint16, ``ep`` and ``t`` uint32, ``p`` bin8), so every message of a swarm has
+the same size on the wire: ``frame_size(d, swarm)``; ``obs`` (``ObsCodec``:
+``ep``/``t`` uint32, ids uint16 in array16, ``peers`` appended when sent) and
+``act`` (``ActCodec``: ``from`` uint16, ``ep``/``t`` uint32, a discrete ``a``
+uint16, a continuous one bin). The other kinds (``encode``) use msgpack's
+smallest widths. Any msgpack decoder reads them all as ordinary maps, and
+every receiver accepts any width: a fixed layout only lets it read the frame
+with ``struct``.
 
 Validation never raises into the caller's loop: ``decode`` returns either a
 dict or an error reason string, and the caller counts and drops bad frames.
+``decode`` is the reference: a codec's ``parse`` accepts only frames that
+``decode`` accepts, with the same values (``tests/test_wire_codecs.py``
+checks that on mutated frames).
 """
 
 from __future__ import annotations
@@ -77,30 +81,20 @@ def _str(s: str) -> bytes:
     raise ProtocolError("strings in msg frames are at most 255 bytes")
 
 
-def encode_msg(swarm: str, sender: int, ep: int, t: int, payload: np.ndarray) -> bytes:
-    """A fixed-width data-plane frame carrying one float32 message."""
-    p = np.ascontiguousarray(payload, dtype=F32).tobytes()
-    if len(p) > 255:
-        raise ProtocolError(f"message payload of {len(p)} bytes exceeds the 255-byte msg frame; use msg_dim <= 63")
-    return b"".join(
-        [
-            b"\x87",  # fixmap, 7 entries
-            _str("v"), bytes([VERSION]),
-            _str("sw"), _str(swarm),
-            _str("from"), b"\xcd" + struct.pack(">H", sender),
-            _str("k"), _str("msg"),
-            _str("ep"), b"\xce" + struct.pack(">I", ep),
-            _str("t"), b"\xce" + struct.pack(">I", t),
-            _str("p"), b"\xc4" + bytes([len(p)]) + p,
-        ]
-    )
+def _bin_header(n: int) -> bytes:
+    """msgpack's bin header for ``n`` bytes (bin8, bin16 or bin32)."""
+    if n < 256:
+        return b"\xc4" + bytes([n])
+    if n < 65536:
+        return b"\xc5" + struct.pack(">H", n)
+    return b"\xc6" + struct.pack(">I", n)
 
 
 class MsgCodec:
-    """Fast path for one swarm's ``msg`` frames (the per-step hot path).
+    """One swarm's ``msg`` frames with ``d`` floats (the per-step hot path):
+    the only encoder of ``msg`` frames.
 
-    ``encode`` fills a precomputed template (the same bytes as ``encode_msg``).
-    ``parse`` reads a frame of exactly that layout with one ``struct`` call
+    ``encode`` fills a precomputed fixed-width template. ``parse`` reads a frame of exactly that layout with one ``struct`` call
     and validates it (sender, step, finite payload); ``decode`` does the same
     and returns the envelope as ``decode`` would. A frame of any other layout
     (e.g. another language's msgpack encoder choosing other int widths) goes
@@ -109,8 +103,21 @@ class MsgCodec:
 
     def __init__(self, swarm: str, d: int, ex: "Expect | None" = None) -> None:
         self.swarm, self.d, self.ex = swarm, d, ex
-        self.template = bytearray(encode_msg(swarm, 0, 0, 0, np.zeros(d, dtype=np.float32)))
-        head = bytes(self.template)
+        if not 0 <= 4 * d <= 255:
+            raise ProtocolError(f"message payload of {4 * d} bytes exceeds the 255-byte msg frame; use msg_dim <= 63")
+        head = b"".join(
+            [
+                b"\x87",  # fixmap, 7 entries
+                _str("v"), bytes([VERSION]),
+                _str("sw"), _str(swarm),
+                _str("from"), b"\xcd\x00\x00",  # uint16
+                _str("k"), _str("msg"),
+                _str("ep"), b"\xce" + bytes(4),  # uint32
+                _str("t"), b"\xce" + bytes(4),  # uint32
+                _str("p"), b"\xc4" + bytes([4 * d]) + bytes(4 * d),  # bin8
+            ]
+        )
+        self.template = bytearray(head)
         self.size = len(head)
         # search for the keys only after the swarm id: an id may contain their bytes (e.g. "¤from")
         after_id = 1 + len(_str("v")) + 1 + len(_str("sw")) + len(_str(swarm))
@@ -127,12 +134,19 @@ class MsgCodec:
         self.floats = struct.Struct(f"<{d}f")  # the payload (d <= 63: see finite_f32)
 
     def encode(self, sender: int, ep: int, t: int, payload: np.ndarray) -> bytes:
+        """The frame of ``sender``'s message at step ``t`` of episode ``ep``: ``d`` float32 values."""
         buf = self.template
         g = self.gaps
-        self.mid.pack_into(buf, self.off_from, sender, g[0], ep, g[1], t, g[2])
-        if payload.dtype != F32:
-            payload = payload.astype(F32)
-        buf[self.off_p :] = payload.tobytes()  # (C order whatever the layout)
+        try:
+            self.mid.pack_into(buf, self.off_from, sender, g[0], ep, g[1], t, g[2])
+        except struct.error as e:
+            raise ProtocolError(f"msg frame: sender, episode or step out of range ({e})") from None
+        if type(payload) is not np.ndarray or payload.dtype != F32:
+            payload = np.asarray(payload, dtype=F32)
+        p = payload.tobytes()  # (C order whatever the layout)
+        if len(p) != 4 * self.d:
+            raise ProtocolError(f"msg frame: {len(p) // 4} floats, the swarm's messages have {self.d}")
+        buf[self.off_p :] = p
         return bytes(buf)
 
     def parse(self, frame: bytes) -> tuple[int, int, int, bytes] | str | None:
@@ -169,13 +183,20 @@ class MsgCodec:
 
 def frame_size(d: int, swarm: str) -> int:
     """Bytes on the wire of one ``msg`` frame with ``d`` floats."""
-    return len(encode_msg(swarm, 0, 0, 0, np.zeros(d, dtype=np.float32)))
+    return MsgCodec(swarm, d).size
+
+
+PER_STEP = {"msg": "MsgCodec", "obs": "ObsCodec", "act": "ActCodec"}
 
 
 def encode(swarm: str, sender: int, kind: str, ep: int = 0, t: int = 0, **fields: Any) -> bytes:
-    """Any other frame. numpy arrays become raw float32 / uint8 bytes."""
+    """A control frame (hello, hb, stop, bye) with msgpack's smallest widths.
+    numpy arrays become raw float32 / uint8 bytes. The per-step kinds have
+    their codecs (``PER_STEP``)."""
     if kind not in KINDS:
         raise ProtocolError(f"unknown kind {kind!r}")
+    if kind in PER_STEP:
+        raise ProtocolError(f"{kind} frames are written by {PER_STEP[kind]}")
     env: dict[str, Any] = {"v": VERSION, "sw": swarm, "from": int(sender), "k": kind, "ep": int(ep), "t": int(t)}
     for k, v in fields.items():
         if isinstance(v, np.ndarray):
@@ -190,47 +211,6 @@ def _raw(v: Any) -> Any:
             return v.tobytes()  # (tobytes copies in C order whatever the layout)
         return np.ascontiguousarray(v, dtype=F32).tobytes()
     return v
-
-
-def encode_obs(swarm: str, ep: int, t: int, o: Any, av: Any, first: bool, to: list[int], inbox: list[int],
-               peers: list[list[Any]] | None = None) -> bytes:
-    """The world's ``obs`` frame: the same bytes as ``encode(swarm, WORLD, "obs",
-    ep, t, o=o, av=av, first=first, to=to, in=inbox[, peers=peers])``, without
-    the generic field loop (one per agent per step)."""
-    env = {"v": VERSION, "sw": swarm, "from": WORLD, "k": "obs", "ep": int(ep), "t": int(t), "o": _raw(o), "av": _raw(av),
-           "first": first, "to": to, "in": inbox}
-    if peers is not None:
-        env["peers"] = peers
-    return msgpack.packb(env, use_bin_type=True)
-
-
-_ACT_HEAD: dict[tuple[str, int], bytes] = {}
-_SMALL = [bytes([i]) for i in range(128)] + [b"\xcc" + bytes([i]) for i in range(128, 256)]  # msgpack's encoding of 0..255
-
-
-def _uint(x: int) -> bytes:
-    if 0 <= x < 256:
-        return _SMALL[x]
-    if 256 <= x < 65536:
-        return b"\xcd" + x.to_bytes(2, "big")
-    return msgpack.packb(x)
-
-
-def encode_act(swarm: str, sender: int, ep: int, t: int, a: Any) -> bytes:
-    """An agent's ``act`` frame: the same bytes as ``encode(swarm, sender, "act", ep, t, a=a)``
-    (msgpack's smallest widths), from a cached head for a discrete action."""
-    if isinstance(a, np.ndarray) or type(a) is not int:
-        return msgpack.packb({"v": VERSION, "sw": swarm, "from": int(sender), "k": "act", "ep": int(ep), "t": int(t), "a": _raw(a)},
-                             use_bin_type=True)
-    head = _ACT_HEAD.get((swarm, sender))
-    if head is None:
-        whole = msgpack.packb({"v": VERSION, "sw": swarm, "from": int(sender), "k": "act", "ep": 0, "t": 0, "a": 0}, use_bin_type=True)
-        tail = b"\xa2ep\x00\xa1t\x00\xa1a\x00"
-        assert whole.endswith(tail)
-        head = _ACT_HEAD[(swarm, sender)] = whole[: -len(tail)]
-    small = _SMALL
-    return b"".join((head, b"\xa2ep", small[ep] if 0 <= ep < 256 else _uint(ep), b"\xa1t", small[t] if 0 <= t < 256 else _uint(t),
-                     b"\xa1a", small[a] if 0 <= a < 256 else _uint(a)))
 
 
 # ---- decoding and validation ---------------------------------------------------------
@@ -371,31 +351,34 @@ def decode(frame: bytes, ex: Expect) -> dict[str, Any] | str:
 # so the receiver can check and read them with ``struct`` instead of building
 # an envelope dict. They stay ordinary msgpack maps: any decoder reads them,
 # and a receiver given any other layout (another encoder's widths, extra keys
-# such as ``peers``) hands it to the generic ``decode``. The fast paths accept
-# exactly what ``decode`` accepts; for anything they do not accept they
-# return None and the caller asks ``decode`` (which also names the reason).
+# such as ``peers``) hands it to the generic ``decode``. A codec's ``parse``
+# accepts only what ``decode`` accepts, with the same values; for anything it
+# does not accept it returns None and the caller asks ``decode`` (which also
+# names the reason).
 
 
 class ObsCodec:
-    """The world's ``obs`` frames of one swarm without ``peers``: ``encode`` (world)
-    and ``parse`` (agent). ``ex`` gives the sizes (obs_dim, n_actions, k_max)."""
+    """The world's ``obs`` frames of one swarm: ``encode`` (world) and ``parse``
+    (agent; frames without ``peers``). ``ex`` gives the sizes (obs_dim,
+    n_actions, k_max)."""
 
     def __init__(self, ex: "Expect") -> None:
         self.ex = ex
         od, na = ex.obs_dim, ex.n_actions
         self.obs_dim, self.n_actions = od, na
+        if ex.n_agents > 65536:
+            raise ProtocolError("obs frames carry agent ids as uint16: at most 65536 agents")
         self.head = b"".join([b"\x8b", _str("v"), bytes([VERSION]), _str("sw"), _str(ex.swarm), _str("from"), b"\xff",
                               _str("k"), _str("obs"), _str("ep"), b"\xce"])
         o_len, av_len = 4 * od, na
-        o_hdr = (b"\xc4" + bytes([o_len])) if o_len < 256 else (b"\xc5" + struct.pack(">H", o_len))
-        if av_len >= 256:
-            raise ProtocolError("obs frames carry at most 255 available-action bytes")
         # after ep: t, first, o, av, then the head of "in"
-        self.gaps = (_str("t") + b"\xce", _str("first"), _str("o") + o_hdr, _str("av") + b"\xc4" + bytes([av_len]), _str("in") + b"\xdc")
+        self.gaps = (_str("t") + b"\xce", _str("first"), _str("o") + _bin_header(o_len), _str("av") + _bin_header(av_len),
+                     _str("in") + b"\xdc")
         g = self.gaps
         self.mid = struct.Struct(f">I{len(g[0])}sI{len(g[1])}sB{len(g[2])}s{o_len}s{len(g[3])}s{av_len}s{len(g[4])}sH")
         self.fixed = len(self.head) + self.mid.size
         self.to_head = _str("to") + b"\xdc"
+        self.peers_key = _str("peers")
         self.id_bytes: dict[int, bytes] = {}
         self.ids_structs: dict[int, struct.Struct] = {}
         self.o_floats = struct.Struct(f"<{od}f") if od <= 64 else None
@@ -406,19 +389,33 @@ class ObsCodec:
         for j in ids:
             b = tab.get(j)
             if b is None:
+                if not 0 <= j < 65536:
+                    raise ProtocolError(f"obs frame: agent id {j} is not a uint16")
                 b = tab[j] = b"\xcd" + struct.pack(">H", j)
             out.append(b)
         return b"".join(out)
 
-    def encode(self, ep: int, t: int, o: Any, av: Any, first: bool, to: list[int], inbox: list[int]) -> bytes:
-        """The frame ``encode_obs(swarm, ep, t, o, av, first, to, inbox)`` would carry, with fixed widths."""
+    def encode(self, ep: int, t: int, o: Any, av: Any, first: bool, to: list[int], inbox: list[int],
+               peers: list[list[Any]] | None = None) -> bytes:
+        """The ``obs`` frame of step ``t`` of episode ``ep``: observation ``o``
+        (float32[obs_dim]), available actions ``av`` (bool[n_actions]; b"" for a
+        continuous box), the ``first`` flag, the ``to`` and ``in`` id lists and,
+        when given, ``peers`` ([[agent, endpoint], ...])."""
         g = self.gaps
         o = o.tobytes() if type(o) is np.ndarray and o.dtype == F32 else _raw(o)
         av = av.tobytes() if type(av) is np.ndarray and av.dtype == np.bool_ else _raw(av)
         if len(o) != 4 * self.obs_dim or len(av) != self.n_actions:
             raise ProtocolError(f"obs frame: {len(o)} obs bytes and {len(av)} avail bytes, want {4 * self.obs_dim} and {self.n_actions}")
-        return b"".join([self.head, self.mid.pack(ep, g[0], t, g[1], 0xC3 if first else 0xC2, g[2], o, g[3], av, g[4], len(inbox)),
-                         self._ids(inbox), self.to_head, struct.pack(">H", len(to)), self._ids(to)])
+        try:
+            mid = self.mid.pack(ep, g[0], t, g[1], 0xC3 if first else 0xC2, g[2], o, g[3], av, g[4], len(inbox))
+            n_to = struct.pack(">H", len(to))
+        except struct.error as e:
+            raise ProtocolError(f"obs frame: episode, step or list length out of range ({e})") from None
+        frame = b"".join([self.head, mid, self._ids(inbox), self.to_head, n_to, self._ids(to)])
+        if peers is None:
+            return frame
+        # one more entry (a map of 12): the receiver's decode reads it
+        return b"\x8c" + frame[1:] + self.peers_key + msgpack.packb(peers, use_bin_type=True)
 
     def _read_ids(self, frame: bytes, p: int, c: int) -> tuple[int, ...] | None:
         if c == 0:
@@ -433,8 +430,8 @@ class ObsCodec:
 
     def parse(self, frame: bytes) -> tuple[int, int, bool, bytes, bytes, list[int], list[int]] | None:
         """``(ep, t, first, obs, avail, inbox, to)`` of a valid frame in this
-        layout, obs and avail as their raw bytes (float32, 0/1); None for
-        anything else (valid or not: ask ``decode``)."""
+        layout (without ``peers``), obs and avail as their raw bytes (float32,
+        0/1); None for anything else (valid or not: ask ``decode``)."""
         head = self.head
         if type(frame) is not bytes or not frame.startswith(head) or len(frame) < self.fixed:
             return None
@@ -477,30 +474,58 @@ class ObsCodec:
 
 
 class ActCodec:
-    """An agent's discrete ``act`` frames: ``encode`` (agent, fixed widths) and
-    ``parse`` (world). A continuous action (float32 bin) takes ``encode_act``
-    and the generic ``decode``."""
+    """An agent's ``act`` frames: ``encode`` (agent) and ``parse`` (world). A
+    discrete action is a uint16 (uint32 beyond 65536 actions); a continuous
+    one (``ex.action_dim`` > 0) float32[action_dim] as bin."""
 
     def __init__(self, ex: "Expect") -> None:
         self.ex = ex
+        if ex.n_agents > 65536:
+            raise ProtocolError("act frames carry the sender as uint16: at most 65536 agents")
         self.head = b"".join([b"\x87", _str("v"), bytes([VERSION]), _str("sw"), _str(ex.swarm), _str("from"), b"\xcd"])
-        self.gaps = (_str("k") + _str("act") + _str("ep") + b"\xce", _str("t") + b"\xce", _str("a") + b"\xcd")
+        self.action_dim = ad = ex.action_dim
+        if ad:
+            a_hdr, a_fmt = _bin_header(4 * ad), f"{4 * ad}s"
+        elif max(1, ex.n_actions) <= 65536:
+            a_hdr, a_fmt = b"\xcd", "H"
+        else:
+            a_hdr, a_fmt = b"\xce", "I"
+        self.gaps = (_str("k") + _str("act") + _str("ep") + b"\xce", _str("t") + b"\xce", _str("a") + a_hdr)
         g = self.gaps
-        self.mid = struct.Struct(f">H{len(g[0])}sI{len(g[1])}sI{len(g[2])}sH")
+        self.mid = struct.Struct(f">H{len(g[0])}sI{len(g[1])}sI{len(g[2])}s{a_fmt}")
         self.size = len(self.head) + self.mid.size
+        self.floats = struct.Struct(f"<{ad}f") if 0 < ad <= 64 else None
 
-    def encode(self, sender: int, ep: int, t: int, a: int) -> bytes:
+    def encode(self, sender: int, ep: int, t: int, a: Any) -> bytes:
+        """``sender``'s action for step ``t`` of episode ``ep``: an int, or a float32 vector."""
         g = self.gaps
-        return self.head + self.mid.pack(sender, g[0], ep, g[1], t, g[2], a)
+        if self.action_dim:
+            a = a.tobytes() if type(a) is np.ndarray and a.dtype == F32 else np.ascontiguousarray(a, dtype=F32).tobytes()
+            if len(a) != 4 * self.action_dim:
+                raise ProtocolError(f"act frame: {len(a) // 4} floats, the swarm's actions have {self.action_dim}")
+        elif isinstance(a, np.ndarray) or isinstance(a, bool):
+            raise ProtocolError("act frame: a discrete action is an int")
+        try:
+            return self.head + self.mid.pack(sender, g[0], ep, g[1], t, g[2], a)
+        except struct.error as e:
+            raise ProtocolError(f"act frame: sender, episode, step or action out of range ({e})") from None
 
-    def parse(self, frame: bytes) -> tuple[int, int, int, int] | None:
-        """``(sender, ep, t, action)`` of a valid frame in this layout; None for anything else."""
+    def parse(self, frame: bytes) -> tuple[int, int, int, Any] | None:
+        """``(sender, ep, t, action)`` of a valid frame in this layout (a
+        continuous action as a float32 array); None for anything else."""
         if type(frame) is not bytes or len(frame) != self.size or not frame.startswith(self.head):
             return None
         sender, g0, ep, g1, t, g2, a = self.mid.unpack_from(frame, len(self.head))
         ex = self.ex
-        if (g0, g1, g2) != self.gaps or sender >= ex.n_agents or ep > ex.max_episode or t > ex.max_step \
-                or ex.action_dim or a >= max(1, ex.n_actions):
+        if (g0, g1, g2) != self.gaps or sender >= ex.n_agents or ep > ex.max_episode or t > ex.max_step:
+            return None
+        ad = self.action_dim
+        if ad:
+            fl = self.floats
+            if not (math.isfinite(sum(fl.unpack(a))) if fl is not None else finite_f32(a, ad)):
+                return None
+            return sender, ep, t, np.frombuffer(a, dtype=F32)
+        if a >= max(1, ex.n_actions):
             return None
         return sender, ep, t, a
 
@@ -528,10 +553,3 @@ class Counters:
         return {k: getattr(self, k) for k in ("sent", "sent_bytes", "received", "received_bytes", "dropped", "stale", "invalid")} | {
             "invalid_reasons": dict(self.invalid_reasons)
         }
-
-
-def percentiles(xs: "list[float] | np.ndarray") -> dict[str, float]:
-    if len(xs) == 0:
-        return {"p50": math.nan, "p99": math.nan, "n": 0}
-    a = np.asarray(xs)
-    return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)), "n": len(xs)}

@@ -1,0 +1,336 @@
+"""How the world simulator reaches its robots: a small transport interface
+handed to ``World(...)``. torch-free.
+
+The world (``runtime.world``) steps the env, keeps liveness and collects
+actions; a transport owns the socket. It delivers every valid frame it
+receives to the world as an envelope dict (``Receiver.accept``), counts and
+drops the rest, and sends the world's per-step observations and its stop.
+
+    ZmqTransport   the ZeroMQ ROUTER the simulated robots (``robots.sim``) and
+                   any client of docs/protocol.md connect to; its frames are
+                   ``wire.protocol``'s
+    UdpTransport   one UDP socket speaking ``wire.udp``'s datagrams (the
+                   testbed device of ``runtime.udp_world``)
+
+The runtime's ZeroMQ sockets are set up here, in one place: the world's
+ROUTER (``router_socket``) and an agent's message inbox and its links to its
+peers (``inbox_socket``, ``peer_socket``), so an authenticated variant (e.g.
+CURVE) changes these functions only. (The simulated robot's DEALER is
+``robots.sim``'s: robots do not import the runtime.)
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+from abc import ABC, abstractmethod
+from typing import Any, Protocol
+
+import numpy as np
+import zmq
+
+from ..wire import protocol as P
+from ..wire import udp as U
+from .bundle import BundleError
+
+POLLIN, NOBLOCK, SNDMORE = int(zmq.POLLIN), int(zmq.NOBLOCK), int(zmq.SNDMORE)  # plain ints: no enum arithmetic per call
+
+
+class Receiver(Protocol):
+    """What a transport sees of the world it serves."""
+
+    swarm: str
+    ex: P.Expect
+    counters: P.Counters
+    live: np.ndarray  # [n] bool: who is here
+    finished: bool  # the last episode is over
+    bye: dict[int, dict[str, Any]]  # who said goodbye
+
+    def accept(self, i: int, env: dict[str, Any]) -> None:
+        """A valid envelope from agent ``i`` (``k``: hello, bye, hb or act)."""
+
+
+class Transport(ABC):
+    """One world's link to its robots. Single-threaded: the world calls it."""
+
+    endpoint: str = ""  # where the robots reach the world (after ``open``)
+
+    @abstractmethod
+    def open(self, world: Receiver) -> str:
+        """Start listening for ``world``'s robots; the bound endpoint."""
+
+    @abstractmethod
+    def poll(self, timeout_ms: int) -> None:
+        """Handle every frame waiting, waiting up to ``timeout_ms`` for the first."""
+
+    def poll_one(self, timeout_ms: int) -> None:
+        """The lock-step wait: handle the next frame, waiting up to ``timeout_ms``
+        (more than one is fine)."""
+        self.poll(timeout_ms)
+
+    @abstractmethod
+    def send_obs(self, i: int, ep: int, t: int, o: np.ndarray, av: Any, first: bool, to: list[int], inbox: list[int],
+                 peers: list[list[Any]] | None = None) -> None:
+        """Agent ``i``'s observation for step ``t`` of episode ``ep``; ``peers``
+        ([[agent, endpoint], ...]) when the directory changed since its last one."""
+
+    @abstractmethod
+    def send_stop(self, i: int, why: str) -> None:
+        """Tell agent ``i`` to stop."""
+
+    @abstractmethod
+    def close(self) -> None:
+        pass
+
+
+# ---- ZeroMQ -------------------------------------------------------------------------------------
+
+
+def router_socket(ctx: zmq.Context, endpoint: str) -> tuple[zmq.Socket, str]:
+    """The world's ROUTER socket bound at ``endpoint``, and the bound address."""
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
+    # a restarted robot takes its identity over from a connection that is still half-open
+    sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+    sock.setsockopt(zmq.RCVHWM, 100_000)  # a burst of junk must not stall the agents' frames
+    sock.bind(endpoint)
+    return sock, sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+def inbox_socket(ctx: zmq.Context, endpoint: str) -> tuple[zmq.Socket, str]:
+    """An agent's message inbox (PULL) bound at ``endpoint``, and the bound
+    address. Raises ``zmq.ZMQError`` if it cannot bind."""
+    sock = ctx.socket(zmq.PULL)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVHWM, 100_000)
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError:
+        sock.close(linger=0)
+        raise
+    return sock, sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+def peer_socket(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
+    """An agent's link (PUSH) to a peer's inbox at ``endpoint``."""
+    sock = ctx.socket(zmq.PUSH)
+    sock.setsockopt(zmq.LINGER, 100)
+    sock.setsockopt(zmq.SNDHWM, 10_000)
+    sock.setsockopt(zmq.IMMEDIATE, 0)
+    sock.connect(endpoint)
+    return sock
+
+
+class ZmqTransport(Transport):
+    """A ROUTER at ``endpoint``; robot ``i`` connects as ``agent-<i>``. Frames are
+    ``wire.protocol``'s (docs/protocol.md)."""
+
+    _rcvtimeo = -1  # the socket's ZMQ_RCVTIMEO (ms) for poll_one, set only when it changes
+
+    def __init__(self, endpoint: str, ctx: zmq.Context | None = None) -> None:
+        self.bind_endpoint = endpoint
+        self.ctx = ctx or zmq.Context.instance()
+        self.sock: zmq.Socket | None = None
+
+    def open(self, world: Receiver) -> str:
+        self.world, self.ex, self.swarm = world, world.ex, world.swarm
+        self.counters = world.counters
+        self.obs_codec, self.act_codec = P.ObsCodec(world.ex), P.ActCodec(world.ex)  # the per-step frames
+        self.sock, self.endpoint = router_socket(self.ctx, self.bind_endpoint)
+        return self.endpoint
+
+    # ---- receiving -------------------------------------------------------------------
+    def poll(self, timeout_ms: int) -> None:
+        sock = self.sock
+        pollset = [(sock, POLLIN)]
+        if not zmq.zmq_poll(pollset, timeout_ms):
+            return
+        while True:
+            try:
+                parts = sock.recv_multipart(NOBLOCK)
+            except zmq.Again:
+                return
+            self._handle(parts)
+            if not zmq.zmq_poll(pollset, 0):  # drained (cheaper than a failing recv)
+                return
+
+    def poll_one(self, timeout_ms: int) -> None:
+        """One blocking receive per frame, as the actions come in: no "anything
+        else?" probe after each (a system call), since the wait loop asks again anyway."""
+        sock = self.sock
+        if timeout_ms != self._rcvtimeo:
+            sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
+            self._rcvtimeo = timeout_ms
+        try:
+            ident = sock.recv()
+        except zmq.Again:
+            return
+        part = sock.recv(copy=False)  # a ROUTER gives the sender's identity, then at least one part
+        parts = [ident, part.bytes]
+        while part.more:  # a multipart message: not ours (counted as bad by _handle)
+            part = sock.recv(copy=False)
+            parts.append(part.bytes)
+        self._handle(parts)
+
+    def _handle(self, parts: list[bytes]) -> None:
+        c = self.counters
+        c.received += 1
+        if len(parts) != 2:
+            c.bad("not one frame")
+            return
+        ident, frame = parts
+        c.received_bytes += len(frame)
+        r = self.act_codec.parse(frame)
+        if r is not None:  # a valid fixed-width act (the per-step frame)
+            env: dict[str, Any] | str = {"k": "act", "from": r[0], "ep": r[1], "t": r[2], "a": r[3]}
+        else:
+            env = P.decode(frame, self.ex)
+        if isinstance(env, str):
+            c.bad(env)
+            return
+        i = env["from"]
+        if i == P.WORLD or ident != b"agent-%d" % i:
+            c.bad("sender does not match its connection")
+            return
+        self.world.accept(i, env)
+
+    # ---- sending -------------------------------------------------------------------------
+    def send_obs(self, i: int, ep: int, t: int, o: np.ndarray, av: Any, first: bool, to: list[int], inbox: list[int],
+                 peers: list[list[Any]] | None = None) -> None:
+        self._send_frame(i, self.obs_codec.encode(ep, t, o, av, first, to, inbox, peers))
+
+    def send_stop(self, i: int, why: str) -> None:
+        self._send_frame(i, P.encode(self.swarm, P.WORLD, "stop", why=why))
+
+    def _send_frame(self, i: int, frame: bytes) -> None:
+        c = self.counters
+        c.sent += 1
+        c.sent_bytes += len(frame)
+        self.sock.send(b"agent-%d" % i, SNDMORE)
+        self.sock.send(frame)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close(linger=0)
+
+
+# ---- UDP ----------------------------------------------------------------------------------------
+
+
+class UdpTransport(Transport):
+    """One UDP socket bound at ``host:port`` (0: any free port) speaking
+    ``wire.udp``'s datagrams, checked against ``spec``.
+
+    An agent is known by the source address of its HELLO; any other datagram
+    claiming to be agent i must come from that address. A HEARTBEAT from an
+    agent that is not live (its HELLO was lost, or it missed a lock-step
+    deadline because a datagram was lost) takes it back, like a HELLO: it
+    rejoins with a fresh recurrent state. After the last episode, a HEARTBEAT
+    or ACT is answered with STOP again (in case the first was lost). The
+    peers' message endpoints go out in PEERS datagrams."""
+
+    def __init__(self, spec: U.UdpSpec, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.spec = spec
+        self.bind_host, self.bind_port = host, port
+        self.udp_addr: dict[int, tuple[Any, ...]] = {}  # agent -> its link's address (from its HELLO)
+        self.link = U.LinkCounters()  # only send_errors is used: the frames are counted in the world's counters
+        self.sock: socket.socket | None = None
+        self.port = 0
+
+    def open(self, world: Receiver) -> str:
+        self.world, self.counters = world, world.counters
+        fam, sa = U.resolve(self.bind_host, self.bind_port)
+        s = socket.socket(fam, socket.SOCK_DGRAM)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)  # capped by net.core.rmem_max
+            s.bind(sa)
+        except OSError as e:
+            s.close()
+            raise BundleError(f"cannot listen on udp://{self.bind_host}:{self.bind_port}: {e.strerror or e}; pick another --port") from None
+        s.setblocking(False)
+        self.sock = s
+        host, port = s.getsockname()[:2]
+        self.endpoint = f"udp://[{host}]:{port}" if fam == socket.AF_INET6 else f"udp://{host}:{port}"
+        self.port = port
+        return self.endpoint
+
+    # ---- receiving -------------------------------------------------------------------
+    def poll(self, timeout_ms: int) -> None:
+        try:
+            ready, _, _ = select.select([self.sock], [], [], max(0, timeout_ms) / 1000)
+        except InterruptedError:
+            return
+        if not ready:
+            return
+        while True:
+            try:
+                data, src = self.sock.recvfrom(U.MAX_DATAGRAM + 1)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # an ICMP error for something we sent earlier: not a datagram
+                self.link.send_errors += 1
+                continue
+            self._datagram(data, src)
+
+    def _datagram(self, data: bytes, src: tuple[Any, ...]) -> None:
+        c, w = self.counters, self.world
+        c.received += 1
+        c.received_bytes += len(data)
+        d = U.decode(data, self.spec, to_agent=False)
+        if isinstance(d, str):
+            c.bad(d)
+            return
+        i = d.agent
+        known = self.udp_addr.get(i)
+        from_known = known is not None and U.same_addr(src, known)
+        if d.kind in (U.HELLO, U.HEARTBEAT):
+            if d.swarm != w.swarm:
+                c.bad("foreign swarm")
+                return
+            if w.finished:
+                if i not in w.bye:
+                    self._sendto(src, U.encode_stop(i, "done"))  # its STOP may have been lost
+                return
+            if d.kind == U.HELLO or not w.live[i]:  # a hello, or a heartbeat of one we lost: (re)join
+                self.udp_addr[i] = src
+                w.accept(i, {"k": "hello", "from": i, "ep": 0, "t": 0, "addr": d.addr, "pid": d.pid})
+                return
+        if not from_known:
+            c.bad("sender does not match its address")
+            return
+        if d.kind == U.HEARTBEAT:
+            w.accept(i, {"k": "hb", "from": i, "ep": d.episode, "t": d.step})
+        elif d.kind == U.ACT:
+            if w.finished and i not in w.bye:
+                self._sendto(src, U.encode_stop(i, "done"))
+            w.accept(i, {"k": "act", "from": i, "ep": d.episode, "t": d.step, "a": d.action})
+        else:  # BYE
+            w.accept(i, {"k": "bye", "from": i, "ep": d.episode, "t": d.step, "m": d.metrics or {}})
+
+    # ---- sending -------------------------------------------------------------------------
+    def _sendto(self, addr: tuple[Any, ...], data: bytes) -> None:
+        try:
+            self.sock.sendto(data, addr)
+            self.counters.sent += 1
+            self.counters.sent_bytes += len(data)
+        except OSError:  # a full buffer or a vanished route: the agent's deadline and heartbeat recover
+            self.link.send_errors += 1
+
+    def send_obs(self, i: int, ep: int, t: int, o: np.ndarray, av: Any, first: bool, to: list[int], inbox: list[int],
+                 peers: list[list[Any]] | None = None) -> None:
+        addr = self.udp_addr.get(i)
+        if addr is None:
+            return
+        if peers is not None:
+            self._sendto(addr, U.encode_peers(i, {int(j): str(a) for j, a in peers}))
+        self._sendto(addr, U.encode_obs(i, ep, t, o, av if self.spec.n_actions else None, inbox, to, bool(first)))
+
+    def send_stop(self, i: int, why: str) -> None:
+        addr = self.udp_addr.get(i)
+        if addr is not None:
+            self._sendto(addr, U.encode_stop(i, why))
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
