@@ -72,10 +72,10 @@ class World:
 
     def __init__(self, bundle: Bundle, endpoint: str, swarm: str, opts: WorldOptions, ctx: zmq.Context | None = None) -> None:
         self.b, self.opts, self.swarm = bundle, opts, swarm
-        spec = bundle.manifest["env_spec"]
-        self.n = int(spec["n_agents"])
-        self.noop = int(spec.get("noop_action") or 0)
-        self.action_dim = int(spec.get("action_dim") or 0)  # continuous: an absent robot's action is the zero vector
+        spec = bundle.manifest.env_spec
+        self.n = spec.n_agents
+        self.noop = spec.noop_action or 0
+        self.action_dim = spec.action_dim or 0  # continuous: an absent robot's action is the zero vector
         self.topology = bundle.topology()
         self.ex = P.Expect.for_bundle(bundle.manifest, swarm)
         self.obs_codec, self.act_codec = _codecs(self.ex)  # fixed-width per-step frames (None: generic msgpack)
