@@ -323,3 +323,44 @@ def test_cli_agent_reports_a_malformed_card_in_one_line(tiny, tmp_path, cli):
     b = _tamper_card(tiny, tmp_path / "b", ("policy_sha256",), "abc")
     p = cli("agent", str(b / "agent_1"), "--manifest", str(b / "swarm.json"), "--world", "ipc:///nonexistent", timeout=120)
     _one_error_line(p, "agent_1/agent.json: policy_sha256: expected a sha256 of 64 hex characters, got str 'abc'")
+
+
+def _missing_agent_dir(b: Path) -> list[str]:
+    shutil.rmtree(b / "agent_1")
+    return ["agent", str(b / "agent_1"), "--world", "ipc:///nonexistent"]
+
+
+def _changed_policy(b: Path) -> list[str]:
+    f = b / "agent_2" / "policy.onnx"
+    data = bytearray(f.read_bytes())
+    data[-10] ^= 0xFF
+    f.write_bytes(bytes(data))
+    return ["evaluate", str(b), "--episodes", "2"]
+
+
+def _other_version(b: Path) -> list[str]:
+    m = json.loads((b / "swarm.json").read_text())
+    m["format_version"] = 2
+    (b / "swarm.json").write_text(json.dumps(m))
+    return ["swarm", str(b), "--episodes", "1"]
+
+
+def _missing_card(b: Path) -> list[str]:
+    (b / "agent_0" / "agent.json").unlink()
+    return ["agent", str(b / "agent_0"), "--world", "ipc:///nonexistent"]
+
+
+BUNDLE_ERRORS = [
+    (_missing_agent_dir, "agent_1 is not a directory; pass an agent folder of a bundle"),
+    (_changed_policy, "agent_2/policy.onnx: sha256"),
+    (_other_version, "bundle format version 2 is not supported by this runtime"),
+    (_missing_card, "agent_0/agent.json is missing: the agent card"),
+]
+
+
+@pytest.mark.parametrize("make,message", BUNDLE_ERRORS, ids=[m.__name__.strip("_") for m, _ in BUNDLE_ERRORS])
+def test_cli_other_bundle_errors_stay_one_line(tiny, tmp_path, cli, make, message):
+    b = tmp_path / "b"
+    shutil.copytree(tiny, b)
+    cmd, *args = make(b)
+    _one_error_line(cli(cmd, *args, timeout=120), message)
