@@ -163,11 +163,11 @@ def run_reference(bundle_dir: Path, episodes: int, seed: int, transport: str = "
     from marl_edge.runtime.bundle import load_bundle
 
     b = load_bundle(bundle_dir)
-    spec = b.manifest["env_spec"]
-    n, na = b.n_agents, int(spec.get("n_actions") or 0)
+    spec = b.manifest.env_spec
+    n, na = b.n_agents, spec.n_actions or 0
     if not na:
         raise ValueError("the bare reference supports discrete-action bundles only")
-    noop = int(spec.get("noop_action") or 0)
+    noop = spec.noop_action or 0
     topo = b.topology()
     tmp = Path(tempfile.mkdtemp(prefix="marl-ref-"))
     ep_of = (lambda name: f"ipc://{tmp}/{name}.sock") if transport == "ipc" else (lambda name: "tcp://127.0.0.1:*")
@@ -179,10 +179,10 @@ def run_reference(bundle_dir: Path, episodes: int, seed: int, transport: str = "
     procs = []
     env = None
     try:
-        io = json.dumps(b.inputs)
+        io = json.dumps([x.to_dict() for x in b.inputs])
         for i in range(n):
             cmd = [sys.executable, __file__, "agent", "--policy", str(b.agent(i).policy_path), "--id", str(i), "--world", endpoint,
-                   "--bind", ep_of(f"agent_{i}"), "--io", io, "--obs-dim", str(spec["obs_dim"]), "--n-actions", str(na)]
+                   "--bind", ep_of(f"agent_{i}"), "--io", io, "--obs-dim", str(spec.obs_dim), "--n-actions", str(na)]
             log = open(tmp / f"agent_{i}.log", "ab")
             procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_pdeathsig))
             log.close()

@@ -52,7 +52,7 @@ def agent_cmd(agent_dir, manifest, world, robot, bind, peers_file, profile, mode
     from ..robots.sim import SimRobot
     from ..wire import protocol as P
     from ..runtime.agent import AgentOptions, AgentProcess, bundle_id
-    from ..runtime.bundle import MANIFEST, BundleError
+    from ..runtime.bundle import MANIFEST, BundleError, read_manifest
 
     prof = _load_profile(profile)
     pick = lambda v, k, default=None: v if v is not None else prof.get(k, default)  # noqa: E731
@@ -90,11 +90,9 @@ def agent_cmd(agent_dir, manifest, world, robot, bind, peers_file, profile, mode
         raise BundleError("--delay-steps and --msg-timeout must be >= 0, --hz > 0")
     if not 0.0 <= opts.drop < 1.0:
         raise BundleError(f"--drop must be in [0, 1), got {opts.drop}")
-    import json as _json
-
-    m = _json.loads(manifest.read_text()) if manifest.is_file() else None
-    if m is None:
+    if not manifest.is_file():
         raise BundleError(f"{manifest} is missing: pass --manifest BUNDLE/swarm.json")
+    m = read_manifest(manifest)
     ex = P.Expect.for_bundle(m, sid)
     if link is not None:
         from ..robots.udp import UdpRobot

@@ -19,13 +19,15 @@ from typing import Any, Callable
 import onnx
 
 from .. import __version__
-from ..runtime.bundle import AGENT_CARD, FORMAT, FORMAT_VERSION, MANIFEST, POLICY_FILE, BundleError, load_bundle, sha256_file
+from ..runtime.bundle import (AGENT_CARD, FORMAT, FORMAT_VERSION, MANIFEST, POLICY_FILE, AgentCard, AgentRecord, BundleError, Manifest,
+                              load_bundle, sha256_file)
 from ..train.evaluation import load_policy_net
 from ..train.rundir import git_revision, package_versions
 from . import verify
 from .graph import DEFAULT_OPSET, ExportError, export_policy, io_specs, parameter_count
 
 QUANTIZE = ("none", "int8")
+_PLACEHOLDER_FILES = {POLICY_FILE: "0" * 64, AGENT_CARD: "0" * 64}  # checked before the files exist; replaced by their sha256
 
 
 def _write_json(path: Path, d: dict[str, Any]) -> None:
@@ -116,7 +118,7 @@ def _build(tmp: Path, net: Any, rs: Any, ck_step: int, run_dir: Path, quantize: 
         if floats - id_floats != agent_params[i]:
             raise ExportError(f"agent {i}: the graph holds {floats - id_floats:,} parameters, the agent network {agent_params[i]:,}")
         agents.append({"id": i, "dir": f"agent_{i}"})
-    manifest: dict[str, Any] = {
+    raw: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -140,26 +142,20 @@ def _build(tmp: Path, net: Any, rs: Any, ck_step: int, run_dir: Path, quantize: 
         "source": {"run_dir": str(run_dir.resolve()), "checkpoint_step": ck_step, "seed": rs.run.seed, "git": git_revision()},
     }
 
+    # one schema for writing and reading: the manifest and the cards are written through runtime.bundle's
+    # types, so what is written is what the runtime's checks accept (a file's checksums are filled in below)
+    manifest = Manifest.parse({**raw, "agents": [{**a, "files": _PLACEHOLDER_FILES} for a in agents]}, tmp / MANIFEST)
+
     def write_cards() -> None:
+        nonlocal manifest
+        records = []
         for i in range(n):
             d = tmp / f"agent_{i}"
-            card = {
-                "agent": i,
-                "format_version": FORMAT_VERSION,
-                "policy": POLICY_FILE,
-                "policy_sha256": sha256_file(d / POLICY_FILE),
-                "n_agents": n,
-                "inputs": ins,
-                "outputs": outs,
-                "recurrent": net.recurrent,
-                "hidden_dim": net.hidden_dim,
-                "msg_dim": net.msg_dim,
-                "k_max": net.k_max,
-                "quantize": quantize,
-            }
-            _write_json(d / AGENT_CARD, card)
-            manifest["agents"][i]["files"] = {POLICY_FILE: card["policy_sha256"], AGENT_CARD: sha256_file(d / AGENT_CARD)}
-        _write_json(tmp / MANIFEST, manifest)
+            card = AgentCard.for_agent(manifest, i, sha256_file(d / POLICY_FILE))
+            _write_json(d / AGENT_CARD, card.to_dict())
+            records.append(AgentRecord(i, f"agent_{i}", {POLICY_FILE: card.policy_sha256, AGENT_CARD: sha256_file(d / AGENT_CARD)}))
+        manifest = manifest.replace(agents=tuple(records))
+        _write_json(tmp / MANIFEST, manifest.to_dict())
 
     write_cards()
     bundle = load_bundle(tmp)
@@ -172,10 +168,11 @@ def _build(tmp: Path, net: Any, rs: Any, ck_step: int, run_dir: Path, quantize: 
     say(f"check    onnx.checker full check passed; onnx.reference vs torch: max |Δ| {ref:.1e}")
     if ref > 1e-4:
         raise ExportError(f"onnx.reference disagrees with torch: max |Δ| {ref:.2e}")
-    manifest["verification"] = {"parity": par, "parity_tolerance": verify.PARITY_TOL, "reference_max_abs_diff": ref, "checker": "full"}
+    verification: dict[str, Any] = {"parity": par, "parity_tolerance": verify.PARITY_TOL, "reference_max_abs_diff": ref, "checker": "full"}
+    manifest = manifest.replace(verification=verification)
     summary: dict[str, Any] = {
         "agents": n,
-        "parameters_per_agent": manifest["parameters_per_agent"],
+        "parameters_per_agent": raw["parameters_per_agent"],
         "onnx_bytes": (tmp / "agent_0" / POLICY_FILE).stat().st_size,
         "parity": par,
         "reference_max_abs_diff": ref,
@@ -183,11 +180,11 @@ def _build(tmp: Path, net: Any, rs: Any, ck_step: int, run_dir: Path, quantize: 
     }
     if quantize == "int8":
         summary["int8"] = _quantize(tmp, bundle, n, min_agreement, force, rs.run.seed, say)
-        manifest["verification"]["int8"] = summary["int8"]
+        verification["int8"] = summary["int8"]
         write_cards()  # new files, new checksums
         summary["onnx_bytes"] = (tmp / "agent_0" / POLICY_FILE).stat().st_size
     else:
-        _write_json(tmp / MANIFEST, manifest)
+        _write_json(tmp / MANIFEST, manifest.to_dict())
     load_bundle(tmp)  # what we publish reads back clean
     return summary
 
@@ -255,10 +252,10 @@ def verify_bundle(bundle_dir: Path, run_dir: Path | None = None, parity_steps: i
     """Re-run the export's checks on an existing fp32 bundle against its run
     (``run_dir`` defaults to the source recorded in swarm.json)."""
     b = load_bundle(bundle_dir)
-    src = b.manifest["source"]
-    if b.manifest.get("quantize", "none") != "none":
-        raise ExportError(f"{bundle_dir} is quantised ({b.manifest['quantize']}); parity to 1e-5 applies to fp32 bundles")
-    net, rs, ck_step = load_policy_net(Path(run_dir or src["run_dir"]), src["checkpoint_step"])
+    src = b.manifest.source
+    if b.manifest.quantize != "none":
+        raise ExportError(f"{bundle_dir} is quantised ({b.manifest.quantize}); parity to 1e-5 applies to fp32 bundles")
+    net, rs, ck_step = load_policy_net(Path(run_dir or src.run_dir), src.checkpoint_step)
     verify.check_models(b)
     par = verify.parity(net, b, seed=rs.run.seed, min_steps=parity_steps)
     ref = verify.reference_check(net, b)

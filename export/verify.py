@@ -134,8 +134,8 @@ def reference_check(net: RNNAgent, bundle: Bundle, steps: int = 3, batch: int = 
         h_t = torch.zeros(batch, bundle.hidden_dim)
         h_r = np.zeros((batch, bundle.hidden_dim), dtype=np.float32)
         for t in range(steps):
-            args = list(example_inputs(bundle.inputs, batch=batch, seed=100 * i + t))
-            names = [x["name"] for x in bundle.inputs]
+            args = list(example_inputs([x.to_dict() for x in bundle.inputs], batch=batch, seed=100 * i + t))
+            names = [x.name for x in bundle.inputs]
             if recurrent:
                 args[names.index("hidden")] = h_t
             with torch.no_grad():
@@ -156,9 +156,9 @@ def act_latency_us(model: Path, bundle: Bundle, calls: int = 2000) -> dict[str, 
     """p50 / p99 of one batch-1 act through the runtime wrapper."""
     pol = OrtPolicy(model, bundle.inputs, bundle.outputs, batch=1)
     rng = np.random.default_rng(0)
-    feeds = [rng.standard_normal((1, *x["shape"][1:])).astype(np.float32) if x["dtype"] == "float32" else np.ones((1, *x["shape"][1:]), bool)
-             for x in bundle.inputs if x["name"] != "hidden"]
-    names = [x["name"] for x in bundle.inputs if x["name"] != "hidden"]
+    feeds = [rng.standard_normal((1, *x.shape[1:])).astype(np.float32) if x.dtype == "float32" else np.ones((1, *x.shape[1:]), bool)
+             for x in bundle.inputs if x.name != "hidden"]
+    names = [x.name for x in bundle.inputs if x.name != "hidden"]
     kw = dict(zip(names, feeds))
     args = (kw["obs"], kw.get("avail_actions"), kw.get("msg_in"), kw.get("msg_mask"), kw.get("prev_action"))
     for _ in range(200):
@@ -175,10 +175,10 @@ def quantized_agreement(fp32: Bundle, int8_models: list[Path], seed: int = 0, mi
     ref = BundleTeamPolicy(fp32, n_envs)
     pols = [OrtPolicy(p, fp32.inputs, fp32.outputs, batch=n_envs, where=f"agent {i} (int8)") for i, p in enumerate(int8_models)]
     cand = BundleTeamPolicy(fp32, n_envs, policies=pols)
-    discrete = bool(fp32.manifest["env_spec"].get("n_actions"))
+    discrete = fp32.manifest.env_spec.discrete
     compare = ["q"] if discrete else (["hidden_out"] if fp32.recurrent else [])  # a feed-forward box actor: |Δaction| only
     # continuous actions "agree" within 1 % of the box's half-width (int8 weights cannot give 1e-5)
-    tol = PARITY_TOL if discrete else INT8_CONTINUOUS_TOL * float(fp32.manifest["env_spec"].get("action_high") or 1.0)
+    tol = PARITY_TOL if discrete else INT8_CONTINUOUS_TOL * float(fp32.manifest.env_spec.action_high or 1.0)
     out = lockstep(ref, cand, fp32, compare, n_envs, seed, min_steps, min_episodes=8, tol=tol)
     out["max_abs_diff"].setdefault("q", out["max_abs_diff"].get("action", out["max_abs_diff"].get("hidden_out", 0.0)))
     return out

@@ -28,7 +28,7 @@ import zmq
 
 from ..robots.base import Observation, RobotAdapter, Stop
 from ..wire import protocol as P
-from .bundle import MANIFEST, BundleError, _read_json, check_manifest, load_agent_dir
+from .bundle import MANIFEST, BundleError, load_agent_dir, read_manifest
 from .metrics import percentiles
 from .policy import OrtPolicy
 from .transport import inbox_socket, peer_socket
@@ -54,23 +54,22 @@ class AgentOptions:
 
 class AgentProcess:
     def __init__(self, agent_dir: Path, manifest_path: Path, robot: RobotAdapter, swarm: str | None, opts: AgentOptions) -> None:
-        manifest = _read_json(Path(manifest_path), "the bundle manifest")
-        check_manifest(manifest, Path(manifest_path))
+        manifest = read_manifest(manifest_path)
         self.entry = load_agent_dir(agent_dir, manifest)  # sha256, version, cards
         self.id = self.entry.id
         self.manifest = manifest
-        self.policy = OrtPolicy(self.entry.policy_path, manifest["inputs"], manifest["outputs"], batch=1, where=str(self.entry.policy_path))
+        self.policy = OrtPolicy(self.entry.policy_path, manifest.inputs, manifest.outputs, batch=1, where=str(self.entry.policy_path))
         if opts.mode not in ("lockstep", "realtime"):
             raise BundleError(f"mode must be lockstep or realtime, got {opts.mode!r}")
         self.opts = opts
         self.robot = robot
-        spec = manifest["env_spec"]
-        self.n = int(spec["n_agents"])
-        self.d = int(manifest.get("msg_dim") or 0)
-        self.k_max = int(manifest.get("k_max") or 0)
+        spec = manifest.env_spec
+        self.n = spec.n_agents
+        self.d = manifest.msg_dim
+        self.k_max = manifest.k_max
         self.swarm = swarm or bundle_id(Path(manifest_path))
         self.ex = P.Expect.for_bundle(manifest, self.swarm)
-        self.continuous = not spec.get("n_actions")
+        self.continuous = not spec.discrete
         self.lockstep = opts.mode == "lockstep"
         # the policy's message inputs, refilled in place every step (the policy copies them)
         nb = 4 * self.d * self.k_max
@@ -94,7 +93,7 @@ class AgentProcess:
         self.wait_ns: list[int] = []
         self.steps = 0
         self.cpu0: float | None = None  # process CPU time at the first step (all threads: ours and ZeroMQ's)
-        self.prev_action = np.zeros(int(spec.get("n_actions") or 1), dtype=np.float32)
+        self.prev_action = np.zeros(spec.n_actions or 1, dtype=np.float32)
         self.prev_batched = self.prev_action[None]
         self.cur = (-1, 0)  # (episode, step) being acted on
         self._stop = False

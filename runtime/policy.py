@@ -15,11 +15,11 @@ marshalling. The hidden state of a recurrent graph is carried from
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-from .bundle import BundleError
+from .bundle import BundleError, IOSpec, Manifest
 
 DTYPES = {"float32": np.float32, "int64": np.int64, "bool": np.bool_}
 
@@ -46,14 +46,14 @@ def make_session(model: Path | bytes, threads: int = 1) -> Any:
         raise BundleError(f"{model if not isinstance(model, bytes) else 'model'}: ONNX Runtime cannot load it: {str(e).splitlines()[0]}") from None
 
 
-def check_session_io(sess: Any, inputs: list[dict[str, Any]], outputs: list[dict[str, Any]], where: str) -> None:
+def check_session_io(sess: Any, inputs: Sequence[IOSpec], outputs: Sequence[IOSpec], where: str) -> None:
     """The graph's I/O names and shapes must be the manifest's (batch dimension dynamic)."""
     got_in = [(x.name, list(x.shape[1:])) for x in sess.get_inputs()]
-    want_in = [(x["name"], list(x["shape"][1:])) for x in inputs]
+    want_in = [(x.name, list(x.shape[1:])) for x in inputs]
     if got_in != want_in:
         raise BundleError(f"{where}: graph inputs {got_in} do not match the manifest's {want_in}")
     got_out = [(x.name, list(x.shape[1:])) for x in sess.get_outputs()]
-    want_out = [(x["name"], list(x["shape"][1:])) for x in outputs]
+    want_out = [(x.name, list(x.shape[1:])) for x in outputs]
     if got_out != want_out:
         raise BundleError(f"{where}: graph outputs {got_out} do not match the manifest's {want_out}")
 
@@ -74,28 +74,29 @@ class OrtPolicy:
     def __init__(
         self,
         model: Path | bytes,
-        inputs: list[dict[str, Any]],
-        outputs: list[dict[str, Any]],
+        inputs: Sequence[IOSpec | dict[str, Any]],
+        outputs: Sequence[IOSpec | dict[str, Any]],
         batch: int = 1,
         threads: int = 1,
         where: str = "policy",
     ) -> None:
+        inputs, outputs = [IOSpec.of(x) for x in inputs], [IOSpec.of(x) for x in outputs]  # the manifest's, or export.graph.io_specs'
         self.sess = make_session(model, threads)
         check_session_io(self.sess, inputs, outputs, where)
         self.batch = int(batch)
-        self.input_names = [x["name"] for x in inputs]
-        self.output_names = [x["name"] for x in outputs]
+        self.input_names = [x.name for x in inputs]
+        self.output_names = [x.name for x in outputs]
         self.io = self.sess.io_binding()
         import onnxruntime as ort
 
         self.buf: dict[str, np.ndarray] = {}
         self._values = []  # keep the OrtValues alive
         for spec, bind in [(x, self.io.bind_ortvalue_input) for x in inputs] + [(x, self.io.bind_ortvalue_output) for x in outputs]:
-            arr = np.zeros([self.batch, *spec["shape"][1:]], dtype=DTYPES[spec["dtype"]])
-            self.buf[spec["name"]] = arr
+            arr = np.zeros([self.batch, *spec.shape[1:]], dtype=DTYPES[spec.dtype])
+            self.buf[spec.name] = arr
             v = ort.OrtValue.ortvalue_from_numpy(arr)
             self._values.append(v)
-            bind(spec["name"], v)
+            bind(spec.name, v)
         self.recurrent = "hidden" in self.buf
         if self.recurrent != ("hidden_out" in self.buf):
             raise BundleError(f"{where}: a recurrent graph has both 'hidden' and 'hidden_out', a feed-forward one neither")
@@ -105,17 +106,15 @@ class OrtPolicy:
         self.diag = self.output_names[-1] if self.output_names[-1] in ("q", "logits") else None
 
     @classmethod
-    def from_agent_dir(cls, agent_dir: Path | str, manifest: dict[str, Any] | None = None, batch: int = 1, threads: int = 1) -> "OrtPolicy":
+    def from_agent_dir(cls, agent_dir: Path | str, manifest: Manifest | None = None, batch: int = 1, threads: int = 1) -> "OrtPolicy":
         """Load ``agent_dir`` (checked against ``manifest``, or the bundle's own swarm.json one level up)."""
-        from .bundle import MANIFEST, _read_json, check_manifest, load_agent_dir
+        from .bundle import MANIFEST, load_agent_dir, read_manifest
 
         agent_dir = Path(agent_dir)
         if manifest is None:
-            mpath = agent_dir.parent / MANIFEST
-            manifest = _read_json(mpath, "the bundle manifest next to the agent folder")
-            check_manifest(manifest, mpath)
+            manifest = read_manifest(agent_dir.parent / MANIFEST, "the bundle manifest next to the agent folder")
         entry = load_agent_dir(agent_dir, manifest)
-        return cls(entry.policy_path, manifest["inputs"], manifest["outputs"], batch, threads, where=str(entry.policy_path))
+        return cls(entry.policy_path, manifest.inputs, manifest.outputs, batch, threads, where=str(entry.policy_path))
 
     def reset(self, mask: np.ndarray | None = None) -> None:
         if not self.recurrent:

@@ -108,7 +108,7 @@ class Launcher:
         if not opts.spawn and (opts.kills or opts.restarts):
             raise BundleError("--kill and --restart need the agents started by marl-swarm (drop --no-spawn)")
         self.procs: dict[int, subprocess.Popen] = {}
-        self.seed = int(self.bundle.manifest["source"]["seed"]) if opts.seed is None else int(opts.seed)
+        self.seed = self.bundle.manifest.source.seed if opts.seed is None else int(opts.seed)
 
     def endpoint(self, name: str) -> str:
         if self.opts.transport == "ipc":
@@ -119,7 +119,7 @@ class Launcher:
         bind = self.opts.agent_bind(i) if self.opts.agent_bind else self.endpoint(f"agent_{i}")
         prefix = self.opts.agent_prefix(i) if self.opts.agent_prefix else []
         cmd = [
-            *prefix, sys.executable, "-m", "marl_edge.cli.agent", str(self.dir / self.bundle.manifest["agents"][i]["dir"]),
+            *prefix, sys.executable, "-m", "marl_edge.cli.agent", str(self.dir / self.bundle.manifest.agents[i].dir),
             "--manifest", str(self.dir / MANIFEST), "--world", world, "--bind", bind,
             "--swarm-id", self.swarm, "--drop", str(self.opts.drop), "--seed", str(self.seed), "--mode", self.opts.mode,
             "--hz", str(self.opts.hz), "--delay-steps", str(self.opts.delay_steps),
@@ -279,7 +279,7 @@ def write_profiles(bundle_dir: Path, out: Path, world: str, hosts: list[str], ba
     paths = []
     for i in range(b.n_agents):
         prof = {
-            "agent_dir": f"{root}/{b.manifest['agents'][i]['dir']}",
+            "agent_dir": f"{root}/{b.manifest.agents[i].dir}",
             "manifest": f"{root}/{MANIFEST}",
             "world": world,
             "bind": f"tcp://*:{base_port + i}",

@@ -43,9 +43,9 @@ class BundleTeamPolicy:
         self.communicates = bundle.communicates
         d = max(1, bundle.msg_dim)
         self.msg = np.zeros((n_envs, n, d), dtype=np.float32)
-        spec = bundle.manifest["env_spec"]
-        self.action_dim = int(spec.get("action_dim") or 0)  # continuous actors output float vectors
-        n_actions = int(spec.get("n_actions") or 1)
+        spec = bundle.manifest.env_spec
+        self.action_dim = spec.action_dim or 0  # continuous actors output float vectors
+        n_actions = spec.n_actions or 1
         self.q = np.zeros((n_envs, n, n_actions), dtype=np.float32)
         self.last = np.zeros((n_envs, n, n_actions), dtype=np.float32)
         self.msg_loss = msg_loss
@@ -105,7 +105,7 @@ def evaluate_bundle(path: Path | str, episodes: int, seed: int | None = None, n_
     if not 0.0 <= msg_loss <= 1.0:
         raise BundleError(f"message loss must be in [0, 1], got {msg_loss}")
     b = load_bundle(path)
-    seed = int(b.manifest["source"]["seed"]) if seed is None else seed
+    seed = b.manifest.source.seed if seed is None else seed
     n_envs = n_envs or max(1, min(episodes, 32))
     env = b.make_env(n_envs)
     team = BundleTeamPolicy(b, n_envs, msg_loss=msg_loss, loss_rng=np.random.default_rng([seed, 7]))
@@ -122,7 +122,7 @@ def evaluate_bundle(path: Path | str, episodes: int, seed: int | None = None, n_
         "std_return": float(np.std(returns)),
         "returns": returns,
         "lengths": [e.length for e in eps],
-        "checkpoint_step": b.manifest["source"].get("checkpoint_step"),
+        "checkpoint_step": b.manifest.source.checkpoint_step,
     }
     if b.communicates:
         out["msg_loss"] = msg_loss

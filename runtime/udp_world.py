@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.episodes < 1 or not 0 <= args.port <= 65535 or not args.hz > 0:
             raise BundleError("--episodes must be >= 1, --port in 0..65535, --hz > 0")
         b = load_bundle(args.bundle)
-        seed = int(b.manifest["source"]["seed"]) if args.seed is None else int(args.seed)
+        seed = b.manifest.source.seed if args.seed is None else int(args.seed)
         opts = WorldOptions(episodes=args.episodes, seed=seed, start_timeout_s=args.start_timeout, act_timeout_s=args.act_timeout,
                             hb_timeout_s=args.hb_timeout, mode=args.mode, hz=args.hz)
         device = udp_world(b, args.host, args.port, args.swarm_id, opts)

@@ -66,10 +66,10 @@ class World:
 
     def __init__(self, bundle: Bundle, transport: Transport, swarm: str, opts: WorldOptions) -> None:
         self.b, self.opts, self.swarm = bundle, opts, swarm
-        spec = bundle.manifest["env_spec"]
-        self.n = int(spec["n_agents"])
-        self.noop = int(spec.get("noop_action") or 0)
-        self.action_dim = int(spec.get("action_dim") or 0)  # continuous: an absent robot's action is the zero vector
+        spec = bundle.manifest.env_spec
+        self.n = spec.n_agents
+        self.noop = spec.noop_action or 0
+        self.action_dim = spec.action_dim or 0  # continuous: an absent robot's action is the zero vector
         self.topology = bundle.topology()
         self.ex = P.Expect.for_bundle(bundle.manifest, swarm)
         self.addr: dict[int, str] = {}

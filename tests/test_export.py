@@ -61,10 +61,10 @@ def test_bundle_is_the_trained_team(algo, env, sets, tmp_path):
     assert set(par["max_abs_diff"]) == ({"q", "hidden_out", "msg_out"} if "comm" in sets else {"q", "hidden_out"})
     assert res["reference_max_abs_diff"] <= 1e-5
     # the graphs' I/O is contract 4
-    names = [x["name"] for x in b.inputs]
+    names = [x.name for x in b.inputs]
     want = ["obs", "avail_actions", "hidden"] + (["msg_in", "msg_mask"] if "comm" in sets else []) + (["prev_action"] if sets.get("last_action") else [])
     assert names == want
-    assert [x["name"] for x in b.outputs] == ["action", "hidden_out"] + (["msg_out"] if "comm" in sets else []) + ["q"]
+    assert [x.name for x in b.outputs] == ["action", "hidden_out"] + (["msg_out"] if "comm" in sets else []) + ["q"]
     # nothing but the agent network: parameter count of each file == the agent core's (+ the folded id one-hot)
     from marl_edge.train.evaluation import load_policy_net
 
@@ -220,6 +220,7 @@ def test_tampered_bundles_are_refused_with_the_reason(runs, tmp_path):
     shutil.copytree(tmp_path / "b", shape)
     m = json.loads((shape / "swarm.json").read_text())
     m["inputs"][0]["shape"] = [None, 7]
+    m["env_spec"]["obs_dim"] = 7  # a consistent manifest (its own checks pass), not the graph's
     for a in range(4):  # keep the cards consistent so the graph check is what fails
         cpath = shape / f"agent_{a}" / "agent.json"
         c = json.loads(cpath.read_text())

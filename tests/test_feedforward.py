@@ -21,7 +21,7 @@ import torch
 
 from marl_edge.export.bundle import export_run
 from marl_edge.export.graph import example_inputs, export_policy, io_specs, parameter_count
-from marl_edge.runtime.bundle import BundleError, check_manifest, load_bundle
+from marl_edge.runtime.bundle import BundleError, Manifest, load_bundle
 from marl_edge.runtime.policy import OrtPolicy
 from marl_edge.runtime.swarm import SwarmOptions, run_swarm
 from marl_edge.runtime.team import evaluate_bundle
@@ -133,12 +133,20 @@ def test_recurrent_key_is_shared_by_every_learner_and_defaults_to_true():
 
 
 def test_manifest_recurrent_flag_must_match_the_graph_inputs(tmp_path):
-    m = {"format": "marl-edge-bundle", "format_version": 1, "env": {}, "env_spec": {"n_agents": 1}, "agents": [{}],
-         "inputs": [{"name": "obs"}, {"name": "hidden"}], "outputs": [], "hidden_dim": 8, "recurrent": False}
+    spec = {"name": "scout", "n_agents": 1, "obs_dim": 3, "state_dim": 3, "episode_limit": 10, "n_actions": 2, "action_dim": None,
+            "action_low": -1.0, "action_high": 1.0, "has_positions": False, "pos_dim": 2, "shared_reward": True, "noop_action": 0, "options": {}}
+    io = lambda name, *shape, dtype="float32": {"name": name, "shape": [None, *shape], "dtype": dtype}  # noqa: E731
+    m = {"format": "marl-edge-bundle", "format_version": 1, "created": "2026-12-03T10:00:00+0000", "marl_edge_version": "0", "versions": {},
+         "env": {"name": "scout", "options": {}}, "env_spec": spec, "algo": "qmix", "comm": "none", "topology": None, "msg_dim": 0, "k_max": 0,
+         "recurrent": False, "hidden_dim": 8, "opset": 17, "quantize": "none",
+         "inputs": [io("obs", 3), io("avail_actions", 2, dtype="bool"), io("hidden", 8)],
+         "outputs": [io("action", dtype="int64"), io("hidden_out", 8), io("q", 2)], "parameters_per_agent": 10,
+         "agents": [{"id": 0, "dir": "agent_0", "files": {"policy.onnx": "0" * 64, "agent.json": "1" * 64}}],
+         "source": {"run_dir": "/r", "checkpoint_step": 0, "seed": 0, "git": {}}}
     with pytest.raises(BundleError, match="recurrent"):
-        check_manifest(m, tmp_path / "swarm.json")
+        Manifest.parse(m, tmp_path / "swarm.json")
     m["recurrent"] = True
-    check_manifest(m, tmp_path / "swarm.json")
+    Manifest.parse(m, tmp_path / "swarm.json")
 
 
 # ---- round trips ------------------------------------------------------------------------------
@@ -170,8 +178,8 @@ def test_feedforward_train_export_swarm_round_trip(algo, env, env_options, sets,
     assert par["action_agreement"] == 1.0 and max(par["max_abs_diff"].values()) <= 1e-5
     assert "hidden_out" not in par["max_abs_diff"] and res["reference_max_abs_diff"] <= 1e-5
     b = load_bundle(tmp_path / "bundle")
-    assert b.manifest["recurrent"] is False and not b.recurrent
-    assert "hidden" not in [x["name"] for x in b.inputs] and "hidden_out" not in [x["name"] for x in b.outputs]
+    assert b.manifest.recurrent is False and not b.recurrent
+    assert "hidden" not in [x.name for x in b.inputs] and "hidden_out" not in [x.name for x in b.outputs]
     import onnx
 
     for i in range(b.n_agents):

@@ -90,8 +90,8 @@ def test_continuous_actor_exports_as_a_float_vector_and_the_swarm_reproduces_it(
     res = export_run(d, tmp_path / "b")
     assert res["parity"]["max_abs_diff"]["action"] <= 1e-5 and res["parity"]["action_agreement"] == 1.0
     b = load_bundle(tmp_path / "b")
-    assert [x["name"] for x in b.inputs][:2] == ["obs", "hidden"] and "avail_actions" not in [x["name"] for x in b.inputs]
-    assert b.outputs[0] == {"name": "action", "shape": [None, 2], "dtype": "float32"}
+    assert [x.name for x in b.inputs][:2] == ["obs", "hidden"] and "avail_actions" not in [x.name for x in b.inputs]
+    assert b.outputs[0].to_dict() == {"name": "action", "shape": [None, 2], "dtype": "float32"}
     ev = evaluate_bundle(tmp_path / "b", episodes=6, seed=2)
     tch = evaluate_run(d, episodes=6, seed=2)
     np.testing.assert_allclose(ev["returns"], tch["returns"], rtol=1e-4, atol=1e-3)  # float actions: the env sums tiny differences

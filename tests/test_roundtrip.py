@@ -38,7 +38,7 @@ def test_train_export_swarm_round_trip(algo, env, env_options, tmp_path):
     par = res["parity"]
     assert par["action_agreement"] == 1.0 and max(par["max_abs_diff"].values()) <= 1e-5
     b = load_bundle(tmp_path / "bundle")
-    assert b.manifest["algo"] == algo
+    assert b.manifest.algo == algo
     # the actor and nothing else: each file's parameters are the acting network's (+ the folded agent-id one-hot)
     net, _, _ = load_policy_net(d)
     core = net.cores[0]

@@ -231,11 +231,12 @@ class Expect:
     action_dim: int = 0  # continuous box: actions are float32[action_dim]
 
     @classmethod
-    def for_bundle(cls, manifest: dict[str, Any], swarm: str) -> "Expect":
-        spec = manifest["env_spec"]
-        return cls(swarm, int(spec["n_agents"]), msg_dim=int(manifest.get("msg_dim") or 0), obs_dim=int(spec["obs_dim"]),
-                   n_actions=int(spec.get("n_actions") or 0), k_max=int(manifest.get("k_max") or 0) or None,  # type: ignore[arg-type]
-                   action_dim=int(spec.get("action_dim") or 0))
+    def for_bundle(cls, manifest: Any, swarm: str) -> "Expect":
+        """From a bundle's ``runtime.bundle.Manifest``."""
+        spec = manifest.env_spec
+        return cls(swarm, spec.n_agents, msg_dim=manifest.msg_dim, obs_dim=spec.obs_dim,
+                   n_actions=spec.n_actions or 0, k_max=manifest.k_max or None,  # type: ignore[arg-type]
+                   action_dim=spec.action_dim or 0)
 
 
 def _vec(b: Any, n: int, name: str) -> np.ndarray | str:

@@ -105,10 +105,10 @@ class UdpSpec:
     max_step: int = 1_000_000
 
     @classmethod
-    def from_manifest(cls, manifest: dict[str, Any]) -> "UdpSpec":
-        spec = manifest["env_spec"]
-        return cls(int(spec["n_agents"]), int(spec["obs_dim"]), n_actions=int(spec.get("n_actions") or 0),
-                   action_dim=int(spec.get("action_dim") or 0), k_max=int(manifest.get("k_max") or 0))
+    def from_manifest(cls, manifest: Any) -> "UdpSpec":
+        """From a bundle's typed manifest (``runtime.bundle.Manifest``; read by attribute, not imported)."""
+        spec = manifest.env_spec
+        return cls(spec.n_agents, spec.obs_dim, n_actions=spec.n_actions or 0, action_dim=spec.action_dim or 0, k_max=manifest.k_max)
 
 
 @dataclass
