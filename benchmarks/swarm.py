@@ -15,7 +15,7 @@ for ``--repeats`` pairs), so both see the same machine load:
 The table gives both, their ratio measured pair by pair (the headline: the
 target is >= 90 %), whether both played the same returns (they must: same
 episodes, lossless lock-step), CPU time per step, and the old absolute
-numbers of the prototype in NOTES.md (n=4 ~1,670 steps/s, n=16 ~456, n=64
+numbers of the first bare prototype, measured before this benchmark existed (n=4 ~1,670 steps/s, n=16 ~456, n=64
 ~81 on an idle machine) for orientation. Never asserted.
 
     .venv/bin/python benchmarks/swarm.py
@@ -44,7 +44,7 @@ from swarm_reference import run_reference  # noqa: E402
 
 from marl_edge.runtime.swarm import SwarmOptions, run_swarm  # noqa: E402
 
-REFERENCE = {4: 1670, 16: 456, 64: 81}  # NOTES.md, the bare prototype on an idle machine (ipc)
+REFERENCE = {4: 1670, 16: 456, 64: 81}  # the first bare prototype, measured on an idle 2-vCPU machine (ipc)
 TARGET = 0.9
 
 
