@@ -22,7 +22,8 @@ def _help() -> str:
         "Train a multi-agent team (centralised training) and write a run directory "
         "with config, metrics, TensorBoard events, checkpoints and a final greedy evaluation.\n\n"
         f"Envs: {envs}; or pz:MODULE[:FACTORY] for any PettingZoo parallel env "
-        "(e.g. pz:mpe2.simple_spread_v3).\n\n"
+        "(e.g. pz:mpe2.simple_spread_v3); or gym:MODULE:ENV_ID for a gymnasium multi-agent env such as LBF or RWARE "
+        "(e.g. gym:lbforaging:Foraging-8x8-2p-2f-coop-v3, gym:rware:rware-tiny-2ag-v2; pip install 'marl-edge[benchmarks]').\n\n"
         f"Algorithms: {algos}.\n\n"
         "--set takes algorithm keys (e.g. lr=1e-3, td_lambda=0.6), env options as env.KEY "
         f"(e.g. env.n_agents=8) and run keys ({', '.join(RUN_SET_KEYS)}).\n\n"
@@ -30,6 +31,7 @@ def _help() -> str:
         "msg_dim=D, comm_k=K (knn aggregator), comm_reduce=mean|sum, top_k=K (attention), msg_dropout=P "
         "(e.g. --env scout --set comm=attention --set topology=knn:2).\n\n"
         "Agent network: hidden_dim=H, recurrent=true|false (GRU or feed-forward), shared=true|false, agent_id, last_action.\n\n"
+        "Rewards: standardise_rewards=true trains on (r - running mean) / running std (every learner).\n\n"
         "metrics.csv logs the exploration each learner reports: epsilon (iql and the mixer algorithms: vdn, qmix), noise (maddpg on a box). "
         "docs/training.md describes the algorithms and how to add one, or a mixer (train/mixers/)."
     )

@@ -30,11 +30,12 @@ from .config import AgentNetConfig, ConfigError
 from .learner import LearnerBase, linear_schedule
 from .networks import NEG_INF, RNNAgent
 from .policy import TorchTeamPolicy
+from .rewards import RewardConfig
 from .returns import lambda_returns
 
 
 @dataclass
-class COMAConfig(AgentNetConfig, CommConfig):
+class COMAConfig(AgentNetConfig, CommConfig, RewardConfig):
     hidden_dim: int = 64
     agent_id: bool = True
     shared: bool = True
@@ -139,7 +140,7 @@ class COMALearner(LearnerBase):
         avail = torch.from_numpy(batch["avail"])
         actions = torch.from_numpy(batch["actions"])  # [E, T, n]
         E, T, n = actions.shape
-        reward = torch.from_numpy(batch["reward"])  # [E, T, n] (per agent: mixed-motive tasks work too)
+        reward = self.learning_rewards(batch)  # [E, T, n] (per agent: mixed-motive tasks work too)
         terminated = torch.from_numpy(batch["terminated"]).float().unsqueeze(-1).expand(-1, -1, n)
         filled = torch.from_numpy(batch["filled"]).float().unsqueeze(-1).expand(-1, -1, n)
         onehot = F.one_hot(actions, self.spec.n_actions).float()  # [E, T, n, A]

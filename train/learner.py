@@ -25,6 +25,7 @@ from ..envs.topology import Topology
 from .buffer import EpisodeBuffer
 from .networks import RNNAgent
 from .policy import TorchTeamPolicy
+from .rewards import RunningMeanStd
 
 
 @runtime_checkable
@@ -97,6 +98,16 @@ class LearnerBase:
         self.buffer: EpisodeBuffer | None = None
         for name in self.counter_names:
             setattr(self, name, 0)
+        self.reward_stats = RunningMeanStd() if getattr(cfg, "standardise_rewards", False) else None
+
+    def learning_rewards(self, batch: dict[str, np.ndarray]) -> torch.Tensor:
+        """The per-agent rewards ``[B, T, n]`` an update learns from: the env's, or
+        standardised by running statistics of the filled steps (``standardise_rewards``)."""
+        r = batch["reward"]
+        if self.reward_stats is None:
+            return torch.from_numpy(r)
+        self.reward_stats.update(r[batch["filled"].astype(bool)])
+        return torch.from_numpy(self.reward_stats.normalise(r).astype(np.float32))
 
     def make_policy(
         self, net: RNNAgent, *, sample: bool = False, action_scale: float = 1.0, extra_fields: dict[str, tuple[tuple[int, ...], type]] | None = None
@@ -120,6 +131,7 @@ class LearnerBase:
             **{name: getattr(self, name) for name in self.counter_names},
             "sample_rng": self.sample_rng.bit_generator.state,
             "explore_rng": self.explore_rng.bit_generator.state,
+            **({"reward_stats": self.reward_stats.state()} if self.reward_stats is not None else {}),
         }
 
     def load_counters(self, d: dict[str, Any]) -> None:
@@ -128,3 +140,5 @@ class LearnerBase:
             setattr(self, name, int(d[name]))
         self.sample_rng.bit_generator.state = d["sample_rng"]
         self.explore_rng.bit_generator.state = d["explore_rng"]
+        if self.reward_stats is not None:
+            self.reward_stats.load(d["reward_stats"])

@@ -33,11 +33,12 @@ from .comm import CommConfig, drop_messages
 from .config import AgentNetConfig, ConfigError
 from .learner import LearnerBase, linear_schedule
 from .networks import NEG_INF, RNNAgent
+from .rewards import RewardConfig
 from .policy import TorchTeamPolicy
 
 
 @dataclass
-class MADDPGConfig(AgentNetConfig, CommConfig):
+class MADDPGConfig(AgentNetConfig, CommConfig, RewardConfig):
     hidden_dim: int = 64
     agent_id: bool = True
     shared: bool = True
@@ -172,7 +173,7 @@ class MADDPGLearner(LearnerBase):
         actions = torch.from_numpy(batch["actions"])
         E, T = actions.shape[:2]
         n = self.spec.n_agents
-        reward = torch.from_numpy(batch["reward"])  # [E, T, n]: each critic its own agent's reward
+        reward = self.learning_rewards(batch)  # [E, T, n]: each critic its own agent's reward
         not_term = 1.0 - torch.from_numpy(batch["terminated"]).float()
         filled = torch.from_numpy(batch["filled"]).float()
         taken = F.one_hot(actions, self.act_dim).float() if self.discrete else actions  # [E, T, n, a]

@@ -36,11 +36,12 @@ from .config import AgentNetConfig, ConfigError
 from .learner import LearnerBase, linear_schedule
 from .networks import NEG_INF, RNNAgent
 from .policy import TorchTeamPolicy
+from .rewards import RewardConfig
 from .returns import gae
 
 
 @dataclass
-class PPOConfig(AgentNetConfig, CommConfig):
+class PPOConfig(AgentNetConfig, CommConfig, RewardConfig):
     """Settings shared by MAPPO and IPPO (defaults after Yu et al. 2022's MAPPO)."""
 
     hidden_dim: int = 64
@@ -199,7 +200,7 @@ class PPOLearner(LearnerBase):
         state = torch.from_numpy(batch["state"])
         avail = torch.from_numpy(batch["avail"])
         actions = torch.from_numpy(batch["actions"])  # [E, T, n]
-        reward = torch.from_numpy(batch["reward"])
+        reward = self.learning_rewards(batch)
         n = self.spec.n_agents
         terminated = torch.from_numpy(batch["terminated"]).float().unsqueeze(-1).expand(-1, -1, n)
         filled = torch.from_numpy(batch["filled"]).float().unsqueeze(-1).expand(-1, -1, n)

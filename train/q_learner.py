@@ -26,6 +26,7 @@ from .config import AgentNetConfig, ConfigError
 from .learner import LearnerBase, linear_schedule
 from .networks import NEG_INF, RNNAgent, masked_greedy
 from .policy import TorchTeamPolicy
+from .rewards import RewardConfig
 from .returns import lambda_returns
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class QLearnerConfig(AgentNetConfig, CommConfig):
+class QLearnerConfig(AgentNetConfig, CommConfig, RewardConfig):
     """Settings shared by IQL, VDN and QMIX (defaults after PyMARL/EPyMARL);
     the message keys (comm, topology, msg_dim, ...) come from ``CommConfig``."""
 
@@ -159,7 +160,7 @@ class QLearner(LearnerBase):
         state = torch.from_numpy(batch["state"])
         avail = torch.from_numpy(batch["avail"])
         actions = torch.from_numpy(batch["actions"])
-        reward_agents = torch.from_numpy(batch["reward"])  # [B, T, n]
+        reward_agents = self.learning_rewards(batch)  # [B, T, n]
         terminated = torch.from_numpy(batch["terminated"]).float()  # [B, T]
         filled = torch.from_numpy(batch["filled"]).float()  # [B, T]
         inbox = None
