@@ -378,6 +378,11 @@ def _md_mention_ok(name: str, where: Path, root: Path) -> bool:
     return False
 
 
+# built from parts, so this file does not itself name the paths it looks for
+SHARED = "../" + "shared"
+ONE_MACHINE = "/" + "work/main/x"
+
+
 def outside_references(files: list[Path], root: Path = ROOT) -> list[str]:
     bad = []
     for f in files:
@@ -387,8 +392,8 @@ def outside_references(files: list[Path], root: Path = ROOT) -> list[str]:
             seen: set[str] = set()
             for m in MACHINE_PATH.finditer(line):
                 bad.append(f"{rel}:{i}: {m.group(0)} (a path on one machine)")
-            if "../shared" in line:
-                bad.append(f"{rel}:{i}: ../shared (outside the repository)")
+            if SHARED in line:
+                bad.append(f"{rel}:{i}: {SHARED} (outside the repository)")
             for m in MD_MENTION.finditer(line):
                 if m.group(1) not in seen and not _md_mention_ok(m.group(1), f, root):
                     seen.add(m.group(1))
@@ -416,14 +421,14 @@ def test_outside_reference_checker(tmp_path):
     _write(tmp_path, "docs/design.md", "# d\n")
     _write(tmp_path, "docs/other.md", "# o\n")
     _write(tmp_path, "envs/base.py", '"""The env contract (docs/design.md contract 1; see other.md)."""\n')
-    _write(tmp_path, "runtime/x.py", '"""See ../shared/design.md and NOTES.md."""\nPATH = "/work/main/x"  # and /tmp/ok\n')
+    _write(tmp_path, "runtime/x.py", f'"""See {SHARED}/design.md and NOTES.md."""\nPATH = "{ONE_MACHINE}"  # and /tmp/ok\n')
     files = [tmp_path / "envs/base.py", tmp_path / "runtime/x.py"]
     bad = outside_references(files, root=tmp_path)
     assert bad == [
-        "runtime/x.py:1: ../shared (outside the repository)",
-        "runtime/x.py:1: ../shared/design.md (not a file of the repository)",
+        f"runtime/x.py:1: {SHARED} (outside the repository)",
+        f"runtime/x.py:1: {SHARED}/design.md (not a file of the repository)",
         "runtime/x.py:1: NOTES.md (not a file of the repository)",
-        "runtime/x.py:2: /work/main/x (a path on one machine)",
+        f"runtime/x.py:2: {ONE_MACHINE} (a path on one machine)",
     ], bad
 
 
