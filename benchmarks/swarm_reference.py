@@ -235,7 +235,7 @@ def run_reference(bundle_dir: Path, episodes: int, seed: int, transport: str = "
                     actions[0, int(who[1:])] = a
                 step_ms.append((time.perf_counter() - t0) * 1e3)
                 ts = env.step(actions)
-                ret += float(ts.team_reward()[0])
+                ret += float(ts.team_reward(env.spec.reward_scalarisation)[0])
                 hear_prev = hear
                 t += 1
                 steps += 1

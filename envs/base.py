@@ -26,6 +26,18 @@ class EnvError(UserError, ValueError):
     """A user-facing env error (bad option, bad action, bad topology...)."""
 
 
+SCALARISATIONS = ("sum", "mean")
+
+
+def scalarise(reward: np.ndarray, how: str, axis: int = -1) -> np.ndarray:
+    """The team reward from per-agent rewards: their sum or their mean over ``axis``."""
+    if how == "sum":
+        return reward.sum(axis=axis)
+    if how == "mean":
+        return reward.mean(axis=axis)
+    raise EnvError(f"reward_scalarisation must be one of {', '.join(SCALARISATIONS)}, got {how!r}")
+
+
 @dataclass(frozen=True)
 class EnvSpec:
     """What every room needs to know about a Markov game."""
@@ -44,12 +56,18 @@ class EnvSpec:
     shared_reward: bool = True  # every agent gets the team reward
     noop_action: int | None = 0  # what a dead / absent agent does (discrete)
     options: dict[str, Any] = field(default_factory=dict)  # the kwargs that built the env
+    # how the agents' rewards make the team's: "mean" (built-in envs, whose agents share
+    # the team reward) or "sum" (the field's convention for adapted envs: LBF, RWARE, MPE)
+    reward_scalarisation: str = "mean"
 
     def __post_init__(self) -> None:
         if (self.n_actions is None) == (self.action_dim is None):
             raise EnvError(f"{self.name}: exactly one of n_actions / action_dim must be set")
         if self.n_agents < 1 or self.obs_dim < 1 or self.episode_limit < 1:
             raise EnvError(f"{self.name}: n_agents, obs_dim and episode_limit must be >= 1")
+        if self.reward_scalarisation not in SCALARISATIONS:
+            raise EnvError(f"{self.name}: reward_scalarisation must be one of {', '.join(SCALARISATIONS)}, "
+                           f"got {self.reward_scalarisation!r}")
 
     @property
     def discrete(self) -> bool:
@@ -96,9 +114,10 @@ class TimeStep:
     inbox_idx: np.ndarray | None = None
     inbox_mask: np.ndarray | None = None
 
-    def team_reward(self) -> np.ndarray:
-        """[B] the team's reward: the mean of the agents' rewards."""
-        return self.reward.mean(axis=1)
+    def team_reward(self, how: str = "mean") -> np.ndarray:
+        """[B] the team's reward: the sum or the mean of the agents' rewards
+        (pass the env's ``spec.reward_scalarisation``)."""
+        return scalarise(self.reward, how, axis=1)
 
 
 def episode_seeds(seed: int, n: int, start: int = 0) -> np.ndarray:

@@ -201,4 +201,4 @@ def gym_entry(name: str) -> Any:
                            "change the env's own option instead (e.g. max_episode_steps / max_steps)")
         return from_pettingzoo(lambda **k: factory(**k), n_envs=n_envs, episode_limit=int(episode_limit), name=name, **kw)
 
-    return EnvEntry(name, make_env, f"gymnasium multi-agent env {env_id}", train_steps=200_000, defaults={})
+    return EnvEntry(name, make_env, f"gymnasium multi-agent env {env_id}", train_steps=200_000, defaults={}, scalarisation="sum")

@@ -447,4 +447,4 @@ def pettingzoo_entry(name: str) -> Any:
 
     doc = (getattr(module, "__doc__", None) or "").strip().splitlines()
     description = f"PettingZoo {module_name}.{attr}" + (f": {doc[0]}" if doc else "")
-    return EnvEntry(name, make_env, description, train_steps=50_000, defaults={})
+    return EnvEntry(name, make_env, description, train_steps=50_000, defaults={}, scalarisation="sum")

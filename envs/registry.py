@@ -9,11 +9,12 @@ as LBF and RWARE (see ``gymma``).
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .base import EnvError, MultiAgentEnv
+from .base import SCALARISATIONS, EnvError, MultiAgentEnv
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,9 @@ class EnvEntry:
     description: str
     train_steps: int  # env steps `marl-train` uses when --steps is not given
     defaults: dict[str, Any]  # options this name fixes (presets)
+    # the team reward's default (option ``reward_scalarisation``): "mean" for the built-in
+    # envs, "sum" for adapted third-party envs (the field reports summed returns)
+    scalarisation: str = "mean"
 
 
 _REGISTRY: dict[str, EnvEntry] = {}
@@ -65,6 +69,7 @@ def env_options(name: str) -> dict[str, Any]:
             continue
         out[p.name] = None if p.default is inspect.Parameter.empty else p.default
     out.update(entry.defaults)
+    out["reward_scalarisation"] = entry.scalarisation
     return out
 
 
@@ -77,12 +82,20 @@ def make(name: str, n_envs: int = 1, **options: Any) -> MultiAgentEnv:
     if unknown and not takes_any:
         raise EnvError(f"unknown option {unknown[0]!r} for env {name!r}; options: {', '.join(sorted(known)) or '(none)'}")
     kwargs = {**entry.defaults, **options}
+    how = kwargs.pop("reward_scalarisation", None)
+    if how is not None and how not in SCALARISATIONS:
+        raise EnvError(f"env {name!r}: reward_scalarisation must be one of {', '.join(SCALARISATIONS)}, got {how!r}")
     try:
         env = entry.factory(n_envs=n_envs, **kwargs)
     except EnvError:
         raise
     except (TypeError, ValueError) as e:
         raise EnvError(f"env {name!r}: {e}") from e
+    # the team reward: given explicitly (recorded with the options, so a rebuilt env
+    # matches), else the entry's default
+    spec = env.spec
+    opts = {**spec.options, "reward_scalarisation": how} if how is not None else spec.options
+    env.spec = dataclasses.replace(spec, reward_scalarisation=how or entry.scalarisation, options=opts)
     return env
 
 

@@ -40,7 +40,7 @@ class TeamPolicy(Protocol):
 class Episode:
     index: int  # order in which it was started
     seed: int
-    ret: float  # sum over steps of the team reward (mean over agents)
+    ret: float  # sum over steps of the team reward (spec.reward_scalarisation over agents)
     length: int
     data: dict[str, np.ndarray] | None = None  # padded arrays (see train.buffer) when recording
 
@@ -159,7 +159,7 @@ class Rollout:
         self._attach_inbox()
         idx = np.flatnonzero(active)
         self.env_steps += len(idx)
-        self.slot_return[idx] += ts.team_reward()[idx]
+        self.slot_return[idx] += ts.team_reward(self.spec.reward_scalarisation)[idx]
         if self.record:
             st = self.stage
             t = t_before[idx]

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ..envs import EnvError, EnvSpec
+from ..envs.base import SCALARISATIONS
 from ..errors import UserError
 
 FORMAT = "marl-edge-bundle"
@@ -221,6 +222,10 @@ def _parse_env_spec(raw: Any, f: _Fields) -> EnvSpec:
     if kw["n_actions"] is not None and kw["noop_action"] is not None and kw["noop_action"] >= kw["n_actions"]:
         f.fail("env_spec.noop_action", f"expected an action in 0..{kw['n_actions'] - 1}, got {kw['noop_action']}")
     kw["options"] = f.map(f.get(d, "options", "env_spec"), "env_spec.options")
+    how = d.get("reward_scalarisation", "mean")  # bundles written before the key: the mean
+    if how not in SCALARISATIONS:
+        f.fail("env_spec.reward_scalarisation", f"expected one of {', '.join(SCALARISATIONS)}, got {_show(how)}")
+    kw["reward_scalarisation"] = how
     try:
         return EnvSpec(**kw)
     except EnvError as e:  # its own checks, should they grow

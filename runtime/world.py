@@ -175,7 +175,7 @@ class World:
                     actions = self._serve(ep, t, ts, hear, hear_prev)
                     self.stats.step_ms.append((time.perf_counter() - t0) * 1e3)
                     ts = env.step(actions[None])
-                    ret += float(ts.team_reward()[0])
+                    ret += float(ts.team_reward(env.spec.reward_scalarisation)[0])
                     hear_prev = hear
                     t += 1
                     self.global_step += 1

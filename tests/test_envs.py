@@ -514,7 +514,8 @@ def test_unknown_option_lists_options():
 def test_presets_fix_options():
     assert env_options("climbing")["preset"] == "climbing"
     assert env_options("penalty")["preset"] == "penalty"
-    assert env_options("rendezvous") == {"n_agents": 4, "grid": 5, "goal_size": 3, "view": 2, "episode_limit": 25}
+    assert env_options("rendezvous") == {"n_agents": 4, "grid": 5, "goal_size": 3, "view": 2, "episode_limit": 25,
+                                          "reward_scalarisation": "mean"}
     assert isinstance(make("penalty", n_envs=2), MatrixGameEnv)
     assert isinstance(make("rendezvous"), RendezvousEnv) and isinstance(make("spread"), SpreadEnv)
 

@@ -106,3 +106,37 @@ def test_train_export_and_evaluate_by_name(tmp_path):
     assert ev["returns"] == evaluate_run(d, episodes=6, seed=3)["returns"]
     sw = run_swarm(tmp_path / "bundle", SwarmOptions(episodes=6, seed=3))
     assert sw["returns"] == ev["returns"] and sw["invalid_frames"] == 0 and sw["noop_actions"] == 0
+
+
+def test_team_reward_is_the_sum_for_adapted_envs_and_can_be_the_mean():
+    """The field reports LBF/RWARE returns summed over agents; built-in envs keep the mean;
+    an explicit choice is recorded with the options, so a rebuilt env (eval, bundles) matches."""
+    from marl_edge.envs.rollout import evaluate
+
+    class Random:  # a team policy: load (5) half the time, else a random move
+        rng = np.random.default_rng(0)
+
+        def reset(self, mask):
+            pass
+
+        def act(self, ts):
+            shape = ts.avail_actions.shape[:2]
+            return np.where(self.rng.random(shape) < 0.5, 5, self.rng.integers(0, 5, size=shape))
+
+    def returns(how):
+        env = make(LBF, n_envs=16, **({} if how is None else {"reward_scalarisation": how}))
+        Random.rng = np.random.default_rng(0)
+        out = np.array([e.ret for e in evaluate(env, Random(), np.arange(96))])
+        return env.spec, out
+
+    spec, summed = returns(None)
+    assert spec.reward_scalarisation == "sum" and "reward_scalarisation" not in spec.options
+    spec_mean, meaned = returns("mean")
+    assert spec_mean.options["reward_scalarisation"] == "mean"
+    assert summed.max() > 0.0  # random play eats the food sometimes
+    np.testing.assert_allclose(summed, 2 * meaned, rtol=1e-6)
+    mean = make(LBF, reward_scalarisation="mean")
+    assert mean.spec.reward_scalarisation == "mean" and mean.spec.options["reward_scalarisation"] == "mean"
+    assert make("rendezvous").spec.reward_scalarisation == "mean"
+    with pytest.raises(EnvError, match="reward_scalarisation must be one of sum, mean"):
+        make(LBF, reward_scalarisation="max")

@@ -53,3 +53,21 @@ def test_every_learner_standardises_filled_steps_and_checkpoints_the_statistics(
     plain = build_learner(algo, spec, get_algo(algo).config_cls(), n_envs=2, seed=0, total_steps=1000)
     np.testing.assert_array_equal(plain.learning_rewards({"reward": reward, "filled": filled}).numpy(), reward)
     assert "reward_stats" not in plain.counters()
+
+
+@pytest.mark.parametrize("how", ["sum", "mean"])
+def test_team_learners_scalarise_then_standardise(how):
+    """VDN/QMIX learn from the env's team reward (sum or mean over agents, as the spec says);
+    standardisation applies to that team reward, as EPyMARL does with common rewards."""
+    spec = make("two_step", reward_scalarisation=how).spec
+    reward = np.zeros((2, 3, spec.n_agents), np.float32)
+    reward[0, 0] = [1.0, 3.0]
+    reward[1, 1] = [2.0, 0.0]
+    filled = np.ones((2, 3), bool)
+    team = reward.sum(-1) if how == "sum" else reward.mean(-1)
+    plain = build_learner("vdn", spec, get_algo("vdn").config_cls(), n_envs=2, seed=0, total_steps=1000)
+    np.testing.assert_array_equal(plain.learning_rewards({"reward": reward, "filled": filled}, team=True).numpy(), team)
+    cfg = apply_overrides(get_algo("vdn").config_cls(), {"standardise_rewards": "true"}, "vdn")
+    std = build_learner("vdn", spec, cfg, n_envs=2, seed=0, total_steps=1000)
+    got = std.learning_rewards({"reward": reward, "filled": filled}, team=True).numpy()
+    np.testing.assert_allclose(got, (team - team.mean()) / team.std(), rtol=1e-3)  # the prior weighs 1e-4

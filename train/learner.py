@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..envs import EnvSpec
+from ..envs.base import scalarise
 from ..envs.topology import Topology
 from .buffer import EpisodeBuffer
 from .networks import RNNAgent
@@ -100,12 +101,16 @@ class LearnerBase:
             setattr(self, name, 0)
         self.reward_stats = RunningMeanStd() if getattr(cfg, "standardise_rewards", False) else None
 
-    def learning_rewards(self, batch: dict[str, np.ndarray]) -> torch.Tensor:
-        """The per-agent rewards ``[B, T, n]`` an update learns from: the env's, or
-        standardised by running statistics of the filled steps (``standardise_rewards``)."""
+    def learning_rewards(self, batch: dict[str, np.ndarray], team: bool = False) -> torch.Tensor:
+        """The rewards an update learns from: per agent ``[B, T, n]``, or with
+        ``team`` the team's ``[B, T]`` (the env's ``reward_scalarisation``: sum or
+        mean over agents). Standardised (``standardise_rewards``) after the
+        scalarisation, by running statistics of the filled steps, as the field does."""
         r = batch["reward"]
+        if team:
+            r = scalarise(r, self.spec.reward_scalarisation, axis=-1)
         if self.reward_stats is None:
-            return torch.from_numpy(r)
+            return torch.from_numpy(np.ascontiguousarray(r, dtype=np.float32))
         self.reward_stats.update(r[batch["filled"].astype(bool)])
         return torch.from_numpy(self.reward_stats.normalise(r).astype(np.float32))
 

@@ -160,7 +160,7 @@ class QLearner(LearnerBase):
         state = torch.from_numpy(batch["state"])
         avail = torch.from_numpy(batch["avail"])
         actions = torch.from_numpy(batch["actions"])
-        reward_agents = self.learning_rewards(batch)  # [B, T, n]
+        reward = self.learning_rewards(batch, team=self.mixer is not None)  # [B, T] team (mixers) or [B, T, n] (IQL)
         terminated = torch.from_numpy(batch["terminated"]).float()  # [B, T]
         filled = torch.from_numpy(batch["filled"]).float()  # [B, T]
         inbox = None
@@ -180,10 +180,8 @@ class QLearner(LearnerBase):
                 next_q = torch.where(avail_next, q_tgt_all[:, 1:], torch.full_like(q_tgt_all[:, 1:], NEG_INF)).max(-1).values
             if self.mixer is not None:
                 next_q = self.target_mixer(next_q, state[:, 1:]).squeeze(-1)  # [B, T]
-                reward = reward_agents.mean(-1)
                 term, mask_f = terminated, filled
             else:
-                reward = reward_agents
                 term, mask_f = terminated.unsqueeze(-1), filled.unsqueeze(-1)
             targets = lambda_returns(reward, term, mask_f, next_q, c.gamma, c.td_lambda)
         if self.mixer is not None:
