@@ -326,6 +326,12 @@ def execute_me(args: argparse.Namespace, job: Job) -> None:
     r["train_steps_to_threshold"] = first_at_or_above(r["train_curve"], job.threshold)
 
 
+def epy_config_name(epymarl: str, algo: str) -> str:
+    text = (Path(epymarl) / "src" / "config" / "algs" / f"{algo}.yaml").read_text()
+    m = re.search(r"^name:\s*[\"']?([^\"'\s#]+)", text, re.M)
+    return m.group(1) if m else algo
+
+
 def _ts(s: str) -> float:
     return dt.datetime.fromisoformat(s).timestamp()
 
@@ -342,12 +348,11 @@ def execute_epy(args: argparse.Namespace, job: Job) -> None:
     if m is None:
         r["error"] = f"no sacred run ID in {log}"
         return
-    found = [d for d in (Path(args.epymarl) / "results" / "sacred").glob(f"*/{job.key}/{m.group(1)}") if (d / "metrics.json").exists()]
-    found = [d for d in found if json.loads((d / "config.json").read_text()).get("seed") == job.seed]
-    if len(found) != 1:
-        r["error"] = f"cannot tell EPyMARL's sacred run directory (ID {m.group(1)}): {found}"
+    # main.py files a run under results/sacred/NAME/KEY/ID, NAME being the algorithm config's own `name:`
+    d = Path(args.epymarl) / "results" / "sacred" / epy_config_name(args.epymarl, job.algo) / job.key / m.group(1)
+    if not (d / "metrics.json").exists() or json.loads((d / "config.json").read_text()).get("seed") != job.seed:
+        r["error"] = f"EPyMARL's sacred run directory {d} is missing or is not this run"
         return
-    d = found[0]
     r["sacred_dir"] = str(d)
     cfg = json.loads((d / "config.json").read_text())
     run_info = json.loads((d / "run.json").read_text())
