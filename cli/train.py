@@ -78,6 +78,9 @@ def _parse_env_options(env: str, raw: dict[str, str]) -> dict:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--config", "config", type=click.Path(path_type=Path), default=None,
+              help="A run config file (YAML or JSON: env, algo, steps, seed, n_envs, set: {key: value}); "
+                   "flags and --set given on the command line override it. Tuned configs: configs/.")
 @click.option("--env", "env", default="two_step", show_default=True, help="Env name (listed above).")
 @click.option("--algo", "algo", default="qmix", show_default=True, help="Algorithm name (listed above).")
 @click.option("--steps", type=int, default=None, help="Env steps to train (default: the env's recommended budget).")
@@ -90,8 +93,8 @@ def _parse_env_options(env: str, raw: dict[str, str]) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line of stdout.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @debug_option
-def train_cmd(env, algo, steps, seed, n_envs, out, sets, eval_episodes, resume, as_json, quiet, debug):
-    from ..train.config import ConfigError, RunConfig, apply_overrides, parse_set
+def train_cmd(config, env, algo, steps, seed, n_envs, out, sets, eval_episodes, resume, as_json, quiet, debug):
+    from ..train.config import ConfigError, RunConfig, apply_overrides, parse_set, read_config_file
     from ..train.registry import get_algo
     from ..train.loop import train
     from ..train.rundir import RunError, create_run_dir, load_run_spec, make_run_spec
@@ -99,7 +102,7 @@ def train_cmd(env, algo, steps, seed, n_envs, out, sets, eval_episodes, resume, 
 
     ctx = click.get_current_context()
     if resume is not None:
-        given = [p for p in ("env", "algo", "seed", "n_envs", "out", "sets") if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE]
+        given = [p for p in ("config", "env", "algo", "seed", "n_envs", "out", "sets") if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE]
         if given:
             raise ConfigError(f"--resume continues the run with its own config; drop --{given[0].replace('_', '-')} (only --steps may extend it)")
         rs = load_run_spec(resume)
@@ -111,6 +114,17 @@ def train_cmd(env, algo, steps, seed, n_envs, out, sets, eval_episodes, resume, 
         run_dir = Path(resume)
     else:
         sets_d = parse_set(sets)
+        if config is not None:  # the file's values, unless the command line gives them
+            file_cfg = read_config_file(config)
+            given = {p for p in ("env", "algo", "steps", "seed", "n_envs", "eval_episodes")
+                     if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE}
+            env = file_cfg["env"] if "env" in file_cfg and "env" not in given else env
+            algo = file_cfg["algo"] if "algo" in file_cfg and "algo" not in given else algo
+            steps = file_cfg["steps"] if "steps" in file_cfg and "steps" not in given else steps
+            seed = file_cfg["seed"] if "seed" in file_cfg and "seed" not in given else seed
+            n_envs = file_cfg["n_envs"] if "n_envs" in file_cfg and "n_envs" not in given else n_envs
+            eval_episodes = file_cfg["eval_episodes"] if "eval_episodes" in file_cfg and "eval_episodes" not in given else eval_episodes
+            sets_d = {**file_cfg["set"], **sets_d}
         get_entry(env)  # unknown env: clear error before anything else
         entry = get_algo(algo)
         env_raw, algo_ov, run_ov = split_overrides(sets_d, entry.config_cls)

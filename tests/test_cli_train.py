@@ -174,3 +174,39 @@ def test_trains_on_a_real_pettingzoo_env(cli, tmp_path):
     assert len(s["eval_returns"]) == 4 and all(r < 0 for r in s["eval_returns"])  # spread pays negative distances
     spec = json.loads((out / "config.json").read_text())["env_spec"]
     assert spec["n_agents"] == 3 and spec["n_actions"] == 5 and spec["episode_limit"] == 25
+
+
+def test_config_file_sets_the_run_and_the_command_line_overrides_it(cli, tmp_path):
+    """--config FILE (YAML or JSON) gives env, algo, budget and --set keys; flags and --set
+    on the command line win; the run records what was used; bad files get one-line errors."""
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("env: matrix\nalgo: vdn\nsteps: 300\nn_envs: 4\nset:\n  lr: 0.001\n  standardise_rewards: true\n"
+                   "  env.episode_limit: 3\n  log_every: 100\nresult: {note: free text, not read}\n")
+    out = tmp_path / "r"
+    cli("train", "--config", str(cfg), "--set", "lr=0.002", "--seed", "5", "--out", str(out), "--eval-episodes", "1",
+        "--quiet", check=True)
+    rec = json.loads((out / "config.json").read_text())
+    text = json.dumps(rec)
+    assert rec["run"]["env"] == "matrix" and rec["run"]["algo"] == "vdn" and rec["run"]["seed"] == 5
+    assert rec["run"]["n_envs"] == 4 and rec["run"]["env_options"]["episode_limit"] == 3 and rec["run"]["log_every"] == 100
+    assert rec["algo"]["lr"] == 0.002 and rec["algo"]["standardise_rewards"] is True, text
+    js = tmp_path / "run.json"
+    js.write_text(json.dumps({"env": "matrix", "algo": "iql", "steps": 100, "set": {"gamma": 0.5}}))
+    out2 = tmp_path / "r2"
+    cli("train", "--config", str(js), "--algo", "vdn", "--out", str(out2), "--eval-episodes", "1", "--quiet", check=True)
+    rec2 = json.loads((out2 / "config.json").read_text())
+    assert rec2["run"]["algo"] == "vdn" and rec2["algo"]["gamma"] == 0.5
+    from marl_edge.train.config import ConfigError, read_config_file
+
+    for body, message in [("env: matrix\nnope: 1\n", "unknown key 'nope'"), ("[1, 2]\n", "must hold a mapping"),
+                          ("steps: many\n", "steps must be an integer"), ("set: [\n", "not valid YAML")]:
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(body)
+        with pytest.raises(ConfigError, match=message):
+            read_config_file(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        read_config_file(tmp_path / "missing.yaml")
+    bad.write_text("set:\n  nope: 1\n")  # keys are checked as --set's are, with its one-line error
+    p = cli("train", "--config", str(bad), "--out", str(tmp_path / "x"))
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and "unknown --set key 'nope'" in lines[0], p.stderr

@@ -12,6 +12,7 @@ from marl_edge.envs import make
 from marl_edge.envs.rollout import Rollout
 from marl_edge.train.ppo import MAPPOConfig, PPOLearner, ValueNorm
 from marl_edge.train.policy import sample_actions
+from marl_edge.train.registry import build_learner, get_algo
 from marl_edge.train.returns import gae
 
 
@@ -195,3 +196,41 @@ def test_coma_update_trains_the_critic_towards_returns():
         batch = {k: np.stack([e.data[k] for e in eps[:8]]) for k in eps[0].data}
         errs.append(learner.observe(batch)[0]["td_abs"])
     assert np.mean(errs[-3:]) < 0.5 * np.mean(errs[:3])
+
+
+@pytest.mark.parametrize("algo", ["mappo", "ippo", "coma"])
+def test_greedy_evaluation_takes_the_training_actors_masked_argmax(algo):
+    """Evaluation of a stochastic actor sees exactly what the training actor sees: the same
+    network in eval mode, the same inputs (obs, agent id, hidden state) and the same
+    availability masks; its action is the argmax of the training actor's masked distribution."""
+    from marl_edge.envs import TimeStep, make
+    from marl_edge.train.policy import TorchTeamPolicy
+
+    spec = make("rendezvous").spec
+    learner = build_learner(algo, spec, get_algo(algo).config_cls(), n_envs=4, seed=0, total_steps=1000)
+    net = learner.acting_network()
+    with torch.no_grad():  # sharpen the random actor so its argmax is not a near tie
+        for p in net.parameters():
+            p.mul_(3.0)
+    train_pol = learner.behaviour_policy(0)
+    rng = np.random.default_rng(0)
+    train_pol.reset(np.ones(4, bool))
+    net.eval()
+    greedy = TorchTeamPolicy(net, 4, np.random.default_rng(1))
+    greedy.reset(np.ones(4, bool))
+    B, n, A = 4, spec.n_agents, spec.n_actions
+    agree = 0
+    for t in range(12):
+        avail = rng.random((B, n, A)) < 0.6
+        avail[..., rng.integers(0, A)] = True
+        ts = TimeStep(obs=rng.normal(size=(B, n, spec.obs_dim)).astype(np.float32), state=np.zeros((B, spec.state_dim), np.float32),
+                      avail_actions=avail, reward=np.zeros((B, n), np.float32), done=np.zeros(B, bool),
+                      terminated=np.zeros(B, bool), positions=None, t=np.full(B, t))
+        a_train = train_pol.act(ts)
+        a_greedy = greedy.act(ts)
+        np.testing.assert_array_equal(greedy.q.numpy(), train_pol.q.numpy())  # same inputs, same hidden state
+        masked = np.where(avail, train_pol.q.numpy(), -np.inf)
+        np.testing.assert_array_equal(a_greedy, masked.argmax(-1))
+        assert np.take_along_axis(avail, a_train[..., None], -1).all() and np.take_along_axis(avail, a_greedy[..., None], -1).all()
+        agree += int((a_train == a_greedy).sum())
+    assert agree < 12 * B * n  # the training actor samples: it does not always take the argmax

@@ -143,3 +143,54 @@ def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, str]:
 
 def to_jsonable(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
+
+
+CONFIG_FILE_KEYS = ("env", "algo", "steps", "seed", "n_envs", "eval_episodes", "set", "result")
+
+
+def _set_value(v: Any) -> str:
+    """A config-file value in the form ``--set`` takes (booleans as true/false)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (dict, list)):
+        raise ConfigError(f"config values must be scalars, got {v!r}")
+    return str(v)
+
+
+def read_config_file(path: Any) -> dict[str, Any]:
+    """A run config file (YAML or JSON; JSON is YAML): ``env``, ``algo``, ``steps``,
+    ``seed``, ``n_envs``, ``eval_episodes``, and ``set``: a mapping of the keys
+    ``--set`` takes (algorithm keys, ``env.KEY``, run keys). ``result`` is free
+    documentation (what the config reaches and the command that measured it) and
+    is not read. Returns the top-level keys with ``set`` as ``{key: str}``."""
+    import yaml
+
+    from pathlib import Path
+
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file {p}: {e}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {p} is not valid YAML/JSON: {str(e).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {p} must hold a mapping of keys ({', '.join(CONFIG_FILE_KEYS)})")
+    unknown = [k for k in raw if k not in CONFIG_FILE_KEYS]
+    if unknown:
+        raise ConfigError(f"config file {p}: unknown key {unknown[0]!r}; keys: {', '.join(CONFIG_FILE_KEYS)} "
+                          "(algorithm, env and run keys go under set:)")
+    out = {k: v for k, v in raw.items() if k not in ("set", "result")}
+    for k in ("steps", "seed", "n_envs", "eval_episodes"):
+        if k in out and (isinstance(out[k], bool) or not isinstance(out[k], int)):
+            raise ConfigError(f"config file {p}: {k} must be an integer, got {out[k]!r}")
+    for k in ("env", "algo"):
+        if k in out and not isinstance(out[k], str):
+            raise ConfigError(f"config file {p}: {k} must be a string, got {out[k]!r}")
+    sets = raw.get("set") or {}
+    if not isinstance(sets, dict):
+        raise ConfigError(f"config file {p}: set must be a mapping of key: value")
+    out["set"] = {str(k): _set_value(v) for k, v in sets.items()}
+    return out

@@ -50,6 +50,7 @@ class QLearnerConfig(AgentNetConfig, CommConfig, RewardConfig):
     buffer_size: int = 5000  # episodes
     episodes_per_update: int = 0  # collected episodes per gradient update; 0: max(1, n_envs // 4)
     target_update_episodes: int = 200  # collected episodes between hard target-network copies
+    target_tau: float = 0.0  # > 0: soft (Polyak) target updates after every gradient step instead of hard copies
     grad_clip: float = 10.0
     eps_start: float = 1.0
     eps_finish: float = 0.05
@@ -67,6 +68,8 @@ class QLearnerConfig(AgentNetConfig, CommConfig, RewardConfig):
                 raise ConfigError(f"{k} must be >= 1, got {getattr(self, k)}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.target_tau <= 1.0:
+            raise ConfigError(f"target_tau must be in [0, 1], got {self.target_tau}")
         if not 0 <= self.eps_finish <= 1 or not 0 <= self.eps_start <= 1:
             raise ConfigError("eps_start and eps_finish must be in [0, 1]")
 
@@ -136,7 +139,9 @@ class QLearner(LearnerBase):
         while self.pending >= self.episodes_per_update and len(self.buffer) >= self.cfg.batch_size:
             self.pending -= self.episodes_per_update
             out.append(self.update(self.buffer.sample(self.cfg.batch_size, self.sample_rng)))
-            if self.since_sync >= self.cfg.target_update_episodes:
+            if self.cfg.target_tau > 0:
+                self.soft_update_targets(self.cfg.target_tau)
+            elif self.since_sync >= self.cfg.target_update_episodes:
                 self.since_sync = 0
                 self.sync_targets()
         return out
@@ -210,6 +215,13 @@ class QLearner(LearnerBase):
         self.target_net.load_state_dict(self.net.state_dict())
         if self.mixer is not None:
             self.target_mixer.load_state_dict(self.mixer.state_dict())
+
+    @torch.no_grad()
+    def soft_update_targets(self, tau: float) -> None:
+        pairs = [(self.target_net, self.net)] + ([(self.target_mixer, self.mixer)] if self.mixer is not None else [])
+        for tgt, src in pairs:
+            for pt, ps in zip(tgt.parameters(), src.parameters()):
+                pt.lerp_(ps, tau)
 
     # ---- checkpointing --------------------------------------------------
     def modules(self) -> dict[str, nn.Module]:
