@@ -16,12 +16,18 @@ through PettingZoo's parallel API):
 * Agents are the tuple positions ``0..n-1``; observations are flattened.
 * Rewards stay per agent (``shared_reward`` is False); how a learner makes a
   team reward of them is the learner's choice.
-* ``terminated`` ends the episode without bootstrapping; ``truncated`` (the
-  env's own time limit) ends it as a time limit. LBF 2.0 and RWARE 2.0 report
-  their time limit as ``terminated``: an episode that ends at the env's limit
-  counts as truncated unless the task is known to be over (``TASK_DONE``: LBF
-  with every food item eaten); for other envs, ending exactly at the limit is
-  always read as the time limit.
+* ``terminated`` ends the episode without bootstrapping. The env's own time
+  limit (``time_limit`` option) is **terminal** by default: the task scores
+  the return over the limit and the agents do not see the clock, so the
+  learners' targets do not bootstrap past it (EPyMARL reads it the same way:
+  its runner stores every end of a gymnasium episode as terminal). With
+  ``time_limit=bootstrap`` it is a truncation: an episode that ends at the
+  limit counts as truncated unless the task is known to be over
+  (``TASK_DONE``: LBF with every food item eaten). Why terminal is the
+  default: on LBF, bootstrapping through the limit leaves the value of a
+  failing episode pinned only by the discount, and the Q-learners settle on
+  a flat overestimate (every state worth about the success reward) whose
+  greedy policy loops; see docs/envs.md.
 * The episode limit is the env's own: ``spec.max_episode_steps`` when the env
   is registered with one, else the env's ``_max_episode_steps`` (LBF) or
   ``max_steps`` (RWARE), else the ``episode_limit`` option (required then).
@@ -37,6 +43,7 @@ gymnasium and the env packages are optional extras (``pip install
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 import numpy as np
@@ -44,6 +51,10 @@ import numpy as np
 from .base import EnvError
 
 PREFIX = "gym:"
+# how the env's own time limit ends an episode for the learners: "terminal" (no bootstrap: the
+# return the task scores is over the limit, and the agents do not see the clock; EPyMARL reads
+# it this way) or "bootstrap" (a truncation: targets bootstrap from the last observation)
+TIME_LIMITS = ("terminal", "bootstrap")
 _INSTALL_HINT = "install the benchmark envs: pip install 'marl-edge[benchmarks]'"
 
 
@@ -79,7 +90,7 @@ def env_episode_limit(env: Any) -> int | None:
 class GymParallelView:
     """One gymnasium tuple-space multi-agent env behind PettingZoo's parallel API."""
 
-    def __init__(self, env: Any, name: str) -> None:
+    def __init__(self, env: Any, name: str, time_limit: str = "terminal") -> None:
         import gymnasium
 
         self.env = env
@@ -102,6 +113,9 @@ class GymParallelView:
         package = type(u).__module__.split(".")[0]
         self._positions = POSITIONS.get(package)
         self._task_done = TASK_DONE.get(package)
+        if time_limit not in TIME_LIMITS:
+            raise EnvError(f"{name}: time_limit must be one of {', '.join(TIME_LIMITS)}, got {time_limit!r}")
+        self._time_limit = time_limit
         self._t = 0
 
     def observation_space(self, agent: int) -> Any:
@@ -132,7 +146,9 @@ class GymParallelView:
         if isinstance(truncated, (list, tuple, np.ndarray)):
             truncated = bool(np.all(truncated))
         self._t += 1
-        if terminated and self.max_cycles is not None and self._t >= self.max_cycles:
+        if self._time_limit == "terminal":
+            terminated, truncated = bool(terminated or truncated), False
+        elif terminated and self.max_cycles is not None and self._t >= self.max_cycles:
             # the env's own time limit, reported as a termination (LBF 2.0, RWARE 2.0 do): a truncation,
             # unless the task is known to be over (then it is a real termination)
             over = self._task_done(self.env.unwrapped) if self._task_done is not None else False
@@ -162,7 +178,7 @@ def _import_gymnasium() -> Any:
     return gymnasium
 
 
-def gym_factory(env_id: str, name: str) -> Callable[..., GymParallelView]:
+def gym_factory(env_id: str, name: str, time_limit: str = "terminal") -> Callable[..., GymParallelView]:
     """A factory of parallel views over ``gymnasium.make(env_id, **kwargs)``."""
     gymnasium = _import_gymnasium()
 
@@ -173,7 +189,7 @@ def gym_factory(env_id: str, name: str) -> Callable[..., GymParallelView]:
             raise EnvError(f"cannot import the package of {name!r} ({e}); {_INSTALL_HINT}, or pip install {e.name}") from None
         except gymnasium.error.Error as e:
             raise EnvError(f"gymnasium cannot make {env_id!r}: {e}") from None
-        return GymParallelView(env, name)
+        return GymParallelView(env, name, time_limit)
 
     return factory
 
@@ -186,9 +202,8 @@ def gym_entry(name: str) -> Any:
     env_id = name[len(PREFIX):]
     if not env_id:
         raise EnvError(f"bad gymnasium env name {name!r}; use gym:MODULE:ENV_ID, e.g. gym:lbforaging:Foraging-8x8-2p-2f-coop-v3")
-    factory = gym_factory(env_id, name)
-
-    def make_env(n_envs: int = 1, episode_limit: int | None = None, **kw: Any) -> Any:
+    def make_env(n_envs: int = 1, episode_limit: int | None = None, time_limit: str = "terminal", **kw: Any) -> Any:
+        factory = gym_factory(env_id, name, time_limit)
         view = factory(**kw)
         declared = view.max_cycles
         view.close()
@@ -199,6 +214,9 @@ def gym_entry(name: str) -> Any:
         elif declared is not None and int(episode_limit) > declared:
             raise EnvError(f"{name}: episode_limit {episode_limit} is above the env's own limit {declared}; "
                            "change the env's own option instead (e.g. max_episode_steps / max_steps)")
-        return from_pettingzoo(lambda **k: factory(**k), n_envs=n_envs, episode_limit=int(episode_limit), name=name, **kw)
+        env = from_pettingzoo(lambda **k: factory(**k), n_envs=n_envs, episode_limit=int(episode_limit), name=name, **kw)
+        if time_limit != "terminal":  # recorded, so a rebuilt env (eval, bundles) ends episodes the same way
+            env.spec = dataclasses.replace(env.spec, options={**env.spec.options, "time_limit": time_limit})
+        return env
 
     return EnvEntry(name, make_env, f"gymnasium multi-agent env {env_id}", train_steps=200_000, defaults={}, scalarisation="sum")

@@ -55,22 +55,27 @@ def test_slot_plays_what_a_batch_1_env_plays_with_its_seed(name):
         np.testing.assert_array_equal(rew3[b], rew1[0])
 
 
-def test_time_limit_is_a_truncation_and_food_collected_a_termination():
-    env = make(LBF, n_envs=64)
+@pytest.mark.parametrize("time_limit", ["terminal", "bootstrap"])
+def test_the_env_time_limit_ends_episodes_as_configured(time_limit):
+    """LBF's own time limit (50): terminal by default (no bootstrap, as EPyMARL reads it: the task
+    scores 50 steps and the agents do not see the clock); with time_limit=bootstrap a truncation,
+    unless the food was eaten on that step. Food eaten earlier is always a termination."""
+    env = make(LBF, n_envs=64, **({} if time_limit == "terminal" else {"time_limit": time_limit}))
     ts = env.reset(0)
     rng = np.random.default_rng(0)
-    ended_by_task = ended_by_limit = 0
+    ret = np.zeros(64)
     for _ in range(50):
-        ts = env.step(rng.integers(0, 6, size=(64, 2)))
-        if _ == 49:
-            break
-    # every slot has ended by step 50: either the food was eaten (terminated, earlier) or the limit hit
+        ts = env.step(np.where(rng.random((64, 2)) < 0.5, 5, rng.integers(0, 5, size=(64, 2))))
+        ret += ts.reward.sum(1)
     assert ts.done.all()
-    ended_by_task = int(ts.terminated.sum())
-    ended_by_limit = int((ts.done & ~ts.terminated).sum())
-    assert ended_by_task >= 1 and ended_by_limit >= 1 and ended_by_task + ended_by_limit == 64
-    # a slot that ended by the task is the one that collected a reward; time-limit slots have t == 50
-    assert (ts.t[~ts.terminated] == 50).all()
+    ate = ret > 0
+    assert ate.any() and (~ate).any()
+    assert (ts.t[~ate] == 50).all() and (ts.t[ate] < 50).all()  # nobody ate on the last step with this seed
+    if time_limit == "terminal":
+        assert ts.terminated.all() and "time_limit" not in env.spec.options
+    else:
+        np.testing.assert_array_equal(ts.terminated, ate)  # the limit is a truncation: learners bootstrap
+        assert env.spec.options["time_limit"] == "bootstrap"
     env.close()
 
 
@@ -84,6 +89,8 @@ def test_names_and_options_give_clear_errors():
     with pytest.raises(EnvError, match="above the env's own limit"):
         make(LBF, episode_limit=80)
     assert make(LBF, episode_limit=20).spec.episode_limit == 20  # a shorter limit is fine
+    with pytest.raises(EnvError, match="time_limit must be one of terminal, bootstrap"):
+        make(LBF, time_limit="sometimes")
 
 
 def test_train_export_and_evaluate_by_name(tmp_path):
