@@ -15,8 +15,8 @@ How:
 * Workers are started with "spawn": the training process has torch and its
   thread pools loaded, and forking such a process is unsafe. A spawned worker
   imports numpy, this package and the env's own package, nothing else.
-* Commands (``reset``, ``step``, ``close``) go over one pipe per worker; the
-  bulk arrays (seeds, mask and actions in; obs, state, avail, reward, done,
+* Commands (``reset``, ``step``, ``close``) go over one pipe per worker as
+  a few raw bytes (no pickling on the per-step path); the bulk arrays (seeds, mask and actions in; obs, state, avail, reward, done,
   terminated, t, positions out) live in one shared-memory segment, each worker
   reading and writing its own rows.
 * The pool's base-class bookkeeping (``_t``, ``_done``, ``_terminated``) *is*
@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import pickle
 import secrets
 import signal
 import traceback
@@ -112,15 +113,24 @@ def _write(rows: dict[str, np.ndarray], ts: TimeStep) -> None:
         rows["positions"][:] = ts.positions
 
 
-def _next_command(conn: Any, parent_pid: int) -> Any:
+def _next_command(conn: Any, parent_pid: int) -> bytes | None:
     """The next command, or None when the training process is gone."""
     while not conn.poll(1.0):
         if os.getppid() != parent_pid:
             return None
     try:
-        return conn.recv()
+        return conn.recv_bytes()
     except (EOFError, OSError):
         return None
+
+
+def _ok(conn: Any, payload: Any = None) -> None:
+    """Replies are ``+`` (and a pickled payload, at start-up only) or ``-`` and the error."""
+    conn.send_bytes(b"+" if payload is None else b"+" + pickle.dumps(payload))
+
+
+def _failed(conn: Any, e: BaseException) -> None:
+    conn.send_bytes(b"-" + _describe(e).encode())
 
 
 def _worker(conn: Any, name: str, options: dict[str, Any], n_envs: int, parent_pid: int) -> None:
@@ -134,26 +144,26 @@ def _worker(conn: Any, name: str, options: dict[str, Any], n_envs: int, parent_p
 
         try:
             env = make(name, n_envs=n_envs, **options)
-            conn.send(("ok", env.spec))
+            _ok(conn, env.spec)
         except Exception as e:  # noqa: BLE001 (any build error goes back to the parent)
-            conn.send(("error", _describe(e)))
+            _failed(conn, e)
             return
-        while (msg := _next_command(conn, parent_pid)) is not None and msg[0] != "close":
+        while (cmd := _next_command(conn, parent_pid)) not in (None, b"close"):
             try:
-                if msg[0] == "attach":
-                    _, shm_name, layout, (lo, hi) = msg
+                if cmd.startswith(b"attach"):
+                    shm_name, layout, (lo, hi) = pickle.loads(cmd[len(b"attach"):])
                     shm = shared_memory.SharedMemory(name=shm_name)
                     rows = {k: v[lo:hi] for k, v in _views(shm.buf, layout).items()}
                 else:
                     env._done[:] = rows["done"]  # noqa: SLF001 (slots the caller parked stay frozen here too)
-                    if msg[0] == "reset":
+                    if cmd == b"reset":
                         ts = env.reset(rows["seeds"].copy(), mask=rows["mask"].copy())
                     else:
                         ts = env.step(rows["actions"].copy())
                     _write(rows, ts)
-                conn.send(("ok", None))
+                _ok(conn)
             except Exception as e:  # noqa: BLE001
-                conn.send(("error", _describe(e)))
+                _failed(conn, e)
     except (EOFError, OSError):
         pass  # the training process is gone
     finally:
@@ -174,7 +184,7 @@ def _shutdown(procs: list, conns: list, shms: list) -> None:
     """Stop the workers (politely, then by force) and unlink the segment. Idempotent."""
     for c in conns:
         try:
-            c.send(("close",))
+            c.send_bytes(b"close")
         except (OSError, ValueError):
             pass
     for p in procs:
@@ -245,7 +255,7 @@ class WorkerPoolEnv(MultiAgentEnv):
             self._buf["done"][:] = True
             self._t, self._done, self._terminated = self._buf["t"], self._buf["done"], self._buf["terminated"]
             for w, bounds in enumerate(self.bounds):
-                self._conns[w].send(("attach", shm.name, layout, bounds))
+                self._conns[w].send_bytes(b"attach" + pickle.dumps((shm.name, layout, bounds)))
             self._gather(range(W))
         except BaseException:
             self.close()
@@ -261,30 +271,30 @@ class WorkerPoolEnv(MultiAgentEnv):
         out, errors = [], []
         for w in workers:
             try:
-                status, value = self._conns[w].recv()
+                reply = self._conns[w].recv_bytes()
             except (EOFError, OSError):
                 p = self._procs[w] if w < len(self._procs) else None
                 if p is not None:
                     p.join(timeout=1)
-                status, value = "error", f"the process exited (exit code {None if p is None else p.exitcode})"
-            if status == "ok":
-                out.append(value)
+                reply = f"-the process exited (exit code {None if p is None else p.exitcode})".encode()
+            if reply[:1] == b"+":
+                out.append(pickle.loads(reply[1:]) if len(reply) > 1 else None)
             else:
                 lo, hi = self.bounds[w]
-                errors.append(f"{self.name}: env worker {w} (slots {lo}..{hi - 1}) failed: {value}")
+                errors.append(f"{self.name}: env worker {w} (slots {lo}..{hi - 1}) failed: {reply[1:].decode()}")
         if errors:
             self.close()
             raise EnvError(errors[0] + (f" (and {len(errors) - 1} more worker(s))" if len(errors) > 1 else ""))
         return out
 
-    def _call(self, command: str, mask: np.ndarray) -> None:
+    def _call(self, command: bytes, mask: np.ndarray) -> None:
         """Run ``command`` in the workers that hold a slot of ``mask`` (the others have nothing to do)."""
         if self._buf is None:
             raise EnvError(f"{self.name}: the env worker pool is closed")
         busy = [w for w, (lo, hi) in enumerate(self.bounds) if mask[lo:hi].any()]
         for w in busy:
             try:
-                self._conns[w].send((command,))
+                self._conns[w].send_bytes(command)
             except (OSError, ValueError):
                 pass  # a dead worker: _gather reports it
         self._gather(busy)
@@ -299,7 +309,7 @@ class WorkerPoolEnv(MultiAgentEnv):
         self._seeds[idx] = seeds[idx]
         self._buf["seeds"][:] = seeds
         self._buf["mask"][:] = restart
-        self._call("reset", restart)
+        self._call(b"reset", restart)
         return self._timestep(np.zeros((self.n_envs, self.spec.n_agents), dtype=np.float32))
 
     def step(self, actions: np.ndarray) -> TimeStep:
@@ -310,7 +320,7 @@ class WorkerPoolEnv(MultiAgentEnv):
         actions = self._check_actions(actions)
         active = ~self._done
         self._buf["actions"][:] = actions
-        self._call("step", active)
+        self._call(b"step", active)
         reward = np.where(active[:, None], self._buf["reward"], 0.0).astype(np.float32)
         return self._timestep(reward)
 
