@@ -174,7 +174,10 @@ def _worker(conn: Any, name: str, options: dict[str, Any], n_envs: int, parent_p
             except Exception:  # noqa: BLE001 (leaving anyway)
                 pass
         if shm is not None:
-            shm.close()
+            try:
+                shm.close()
+            except BufferError:
+                pass  # a view outlived ``rows``: the mapping goes with the process
 
 
 # ---------------------------------------------------------------------------
