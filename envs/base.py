@@ -183,6 +183,21 @@ class MultiAgentEnv(ABC):
         """Start episodes. ``seeds`` is one seed per slot ([B]); an int ``s``
         means ``episode_seeds(s, B)``. With ``mask`` only those slots restart
         (their entries of ``seeds`` are used) and the others keep running."""
+        seeds, idx = self._reset_args(seeds, mask)
+        for i in idx:  # generators are made on first use (rng(i)): envs that draw nothing pay nothing
+            self._rngs[i] = None
+        self._seeds[idx] = seeds[idx]
+        self._t[idx] = 0
+        self._done[idx] = False
+        self._terminated[idx] = False
+        if len(idx):
+            self._reset_slots(idx)
+        reward = np.zeros((self.n_envs, self.spec.n_agents), dtype=np.float32)
+        return self._timestep(reward)
+
+    def _reset_args(self, seeds: int | Sequence[int] | np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Checked ``reset`` arguments: seeds [B] and the slots to restart; marks the env started.
+        Shared with envs that override ``reset`` (the worker pool), so every env refuses alike."""
         if np.isscalar(seeds):
             seeds = episode_seeds(int(seeds), self.n_envs)
         seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
@@ -194,16 +209,7 @@ class MultiAgentEnv(ABC):
         if not self._started and len(idx) != self.n_envs:
             raise EnvError("the first reset must reset every slot")
         self._started = True
-        for i in idx:  # generators are made on first use (rng(i)): envs that draw nothing pay nothing
-            self._rngs[i] = None
-        self._seeds[idx] = seeds[idx]
-        self._t[idx] = 0
-        self._done[idx] = False
-        self._terminated[idx] = False
-        if len(idx):
-            self._reset_slots(idx)
-        reward = np.zeros((self.n_envs, self.spec.n_agents), dtype=np.float32)
-        return self._timestep(reward)
+        return seeds, idx
 
     def step(self, actions: np.ndarray) -> TimeStep:
         if not self._started:

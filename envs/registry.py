@@ -4,7 +4,8 @@
 ``pz:module.path:factory`` (or ``pz:module.path``, meaning its ``parallel_env``)
 wrap any PettingZoo parallel env (see ``pettingzoo.from_pettingzoo``);
 ``gym:MODULE:ENV_ID`` any gymnasium multi-agent env with tuple spaces, such
-as LBF and RWARE (see ``gymma``).
+as LBF and RWARE (see ``gymma``). Those two kinds take the option
+``workers=W``: their slots are stepped in W processes (see ``workers``).
 """
 
 from __future__ import annotations
@@ -73,7 +74,30 @@ def env_options(name: str) -> dict[str, Any]:
     return out
 
 
+WORKER_PREFIXES = ("pz:", "gym:")  # single-instance third-party envs: the ones worth stepping in processes
+
+
+def worker_count(name: str, workers: Any) -> int:
+    """The checked ``workers`` option: 0 or 1 steps in-process (the default), W > 1 in W processes."""
+    if not name.startswith(WORKER_PREFIXES):
+        raise EnvError(f"env {name!r} is batched in numpy already and takes no 'workers' option "
+                       "(env.workers is for pz: and gym: envs); drop it")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise EnvError(f"env option workers must be an integer >= 0 (0 or 1: in-process), got {workers!r}")
+    return workers
+
+
 def make(name: str, n_envs: int = 1, **options: Any) -> MultiAgentEnv:
+    """Env ``name`` with ``n_envs`` slots. For ``pz:`` and ``gym:`` envs the
+    option ``workers=W`` (W > 1) steps the slots in W processes
+    (``envs/workers.py``); it is not passed to the env, and the env, its spec
+    and its TimeSteps are the same as without it."""
+    if "workers" in options:
+        workers = worker_count(name, options.pop("workers"))
+        if min(workers, n_envs) > 1:
+            from .workers import WorkerPoolEnv
+
+            return WorkerPoolEnv(name, n_envs, workers, options)
     entry = get_entry(name)
     known = env_options(name)
     sig = inspect.signature(entry.factory)

@@ -57,6 +57,7 @@ def train(
         killed = session.run(metrics, progress, stop_at)
     finally:
         metrics.close()
+        session.env.close()  # an env stepped in worker processes (env.workers) stops them here
     summary = session.summary()
     if killed:
         summary["stopped_early"] = True
