@@ -225,6 +225,9 @@ def me_job(args: argparse.Namespace, job: Job) -> Job:
            "--seed", str(job.seed), "--out", str(run), "--quiet", "--json", "--eval-episodes", str(job.test_episodes)]
     if n_envs is not None:
         cmd += ["--n-envs", str(n_envs)]
+    tuned = ROOT / "configs" / job.key.split(":")[0] / job.key.split(":")[-1] / f"{job.algo}.yaml"
+    if tuned.exists() and not args.no_tuned:  # the repository's tuned config; the flags above and --set win
+        cmd += ["--config", str(tuned)]
     for k, v in {**fixed, **sets}.items():
         cmd += ["--set", f"{k}={fmt_me(v)}"]
     job.cmd, job.result["run_dir"] = cmd, str(run)
@@ -535,6 +538,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="marl-train --set for every run, or for one algorithm (n_envs=N becomes --n-envs)")
     ap.add_argument("--me-config", type=Path, default=None,
                     help="tuned marl-edge settings, JSON {TASK|'*': {ALGO|'*': {KEY: VALUE}}}; --me-set wins")
+    ap.add_argument("--no-tuned", action="store_true",
+                    help="ignore the repository's tuned configs (configs/PACKAGE/TASK/ALGO.yaml, used when present)")
     ap.add_argument("--epy-set", action="append", default=[], metavar="[ALGO:]KEY=VALUE", help="EPyMARL sacred overrides")
     ap.add_argument("--epy-config", type=Path, default=None, help="tuned EPyMARL settings, same JSON shape as --me-config")
     ap.add_argument("--jobs", type=int, default=1, help="runs at once (each run uses ~1 core; EPyMARL's mappo runs 10 env processes)")
