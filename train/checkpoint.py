@@ -166,6 +166,8 @@ def restore(
     tensors: dict[str, torch.Tensor], state: dict[str, Any], modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer | None
 ) -> None:
     for name, mod in modules.items():
+        if not mod.state_dict():  # a module without weights (VDN's sum mixer) saves nothing
+            continue
         mod.load_state_dict(module_state(tensors, name))
     if optimizer is not None:
         _unflatten_optimizer(optimizer, tensors, state["optimizer"])
