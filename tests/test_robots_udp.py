@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from procs import no_children_left
 from marl_edge.robots.udp import UdpRobot
 from marl_edge.robots.base import Observation, Stop
 from marl_edge.runtime.bundle import load_bundle
@@ -40,18 +41,6 @@ N = 5  # robots in the test bundle
 def bundle(tmp_path_factory, make_bundle):
     root = tmp_path_factory.mktemp("udp_bundles")
     return make_bundle(root, "knn2", env_options={"n_agents": N, "episode_limit": 5}, comm="attention", topology="knn:2")
-
-
-def no_children_left() -> bool:
-    """No live child processes of this test process (zombies excluded)."""
-    kids = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
-    for k in kids:
-        try:
-            if Path(f"/proc/{k}/stat").read_text().split()[2] != "Z":
-                return False
-        except FileNotFoundError:
-            pass
-    return True
 
 
 def start(args: list[str], log: Path, **kw) -> subprocess.Popen:

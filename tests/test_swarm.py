@@ -17,6 +17,7 @@ import pytest
 import zmq
 
 from frames import envelope
+from procs import no_children_left
 from marl_edge.wire import protocol as P
 from marl_edge.runtime.swarm import Launcher, SwarmOptions, run_swarm
 from marl_edge.runtime.team import evaluate_bundle
@@ -30,18 +31,6 @@ def bundles(tmp_path_factory, make_bundle):
         "knn3": make_bundle(root, "knn3", env_options=six, comm="attention", topology="knn:3", top_k=2),
         "bcast": make_bundle(root, "bcast", env_options=six, comm="mean", topology="broadcast"),
     }
-
-
-def no_children_left() -> bool:
-    """No live child processes of this test process (zombies excluded)."""
-    kids = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
-    for k in kids:
-        try:
-            if Path(f"/proc/{k}/stat").read_text().split()[2] != "Z":
-                return False
-        except FileNotFoundError:
-            pass
-    return True
 
 
 @pytest.mark.parametrize("transport", ["ipc", "tcp"])
