@@ -291,15 +291,23 @@ def tail(path: Path, n: int = 15) -> str:
         return ""
 
 
+def run_logged(job: Job, prefix: str, what: str) -> Path | None:
+    """Run the job's command into its log; record process time; None (and an error) if it failed."""
+    log = job.out / "logs" / f"{prefix}_{job.label}.log"
+    rc, proc_s = run_proc(job, log)
+    job.result.update(process_s=proc_s, log=str(log))
+    if rc != 0:
+        job.result["error"] = f"{what} exited {rc}:\n{tail(log)}"
+        return None
+    return log
+
+
 def execute_me(args: argparse.Namespace, job: Job) -> None:
     run = Path(job.result["run_dir"])
-    log = job.out / "logs" / f"marl-edge_{job.label}.log"
-    rc, proc_s = run_proc(job, log)
-    r = job.result
-    r.update(process_s=proc_s, log=str(log))
-    if rc != 0:
-        r["error"] = f"marl-train exited {rc}:\n{tail(log)}"
+    log = run_logged(job, "marl-edge", "marl-train")
+    if log is None:
         return
+    r = job.result
     summary = json.loads([ln for ln in log.read_text().splitlines() if ln.startswith("{")][-1])  # --json: the last JSON line
     cfg = json.loads((run / "config.json").read_text())
     n = int(cfg["env_spec"]["n_agents"])
@@ -340,13 +348,10 @@ def _ts(s: str) -> float:
 
 
 def execute_epy(args: argparse.Namespace, job: Job) -> None:
-    log = job.out / "logs" / f"epymarl_{job.label}.log"
-    rc, proc_s = run_proc(job, log)
-    r = job.result
-    r.update(process_s=proc_s, log=str(log))
-    if rc != 0:
-        r["error"] = f"EPyMARL exited {rc}:\n{tail(log)}"
+    log = run_logged(job, "epymarl", "EPyMARL")
+    if log is None:
         return
+    r = job.result
     m = re.search(r'Started run with ID "(\d+)"', log.read_text(errors="replace"))
     if m is None:
         r["error"] = f"no sacred run ID in {log}"
