@@ -121,14 +121,11 @@ def train_cmd(config, env, algo, steps, seed, n_envs, out, sets, eval_episodes, 
         sets_d = parse_set(sets)
         if config is not None:  # the file's values, unless the command line gives them
             file_cfg = read_config_file(config)
-            given = {p for p in ("env", "algo", "steps", "seed", "n_envs", "eval_episodes")
-                     if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE}
-            env = file_cfg["env"] if "env" in file_cfg and "env" not in given else env
-            algo = file_cfg["algo"] if "algo" in file_cfg and "algo" not in given else algo
-            steps = file_cfg["steps"] if "steps" in file_cfg and "steps" not in given else steps
-            seed = file_cfg["seed"] if "seed" in file_cfg and "seed" not in given else seed
-            n_envs = file_cfg["n_envs"] if "n_envs" in file_cfg and "n_envs" not in given else n_envs
-            eval_episodes = file_cfg["eval_episodes"] if "eval_episodes" in file_cfg and "eval_episodes" not in given else eval_episodes
+            flags = {"env": env, "algo": algo, "steps": steps, "seed": seed, "n_envs": n_envs, "eval_episodes": eval_episodes}
+            for k in flags:
+                if k in file_cfg and ctx.get_parameter_source(k) != click.core.ParameterSource.COMMANDLINE:
+                    flags[k] = file_cfg[k]
+            env, algo, steps, seed, n_envs, eval_episodes = flags.values()
             sets_d = {**file_cfg["set"], **sets_d}
         get_entry(env)  # unknown env: clear error before anything else
         entry = get_algo(algo)
