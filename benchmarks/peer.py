@@ -551,6 +551,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", type=Path, default=None, help="where run directories and logs go (default runs/peer-TIME)")
     ap.add_argument("--json", type=Path, default=None, help="write every run and the table's numbers as JSON")
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    ap.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
+                    help="run nothing: print one table from the --json files of earlier studies")
     return ap
 
 
@@ -573,6 +575,8 @@ def make_jobs(args: argparse.Namespace) -> list[Job]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.merge:
+        return merge(args.merge)
     for fw in args.frameworks:
         if fw not in FRAMEWORKS:
             raise SystemExit(f"error: unknown framework {fw!r}; choose from {', '.join(FRAMEWORKS)}")
@@ -630,8 +634,27 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  [{done[0]}/{len(jobs)}] {job.framework} {job.label}: {msg}", file=sys.stderr, flush=True)
         return job
 
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+
+    def write_json(finished: list[Job], partial: bool) -> None:
+        if args.json:  # written after every run too, so a study stopped half-way keeps what it measured
+            _, out = report(args, finished)
+            tmp = args.json.with_name(args.json.name + ".tmp")
+            tmp.write_text(json.dumps({"machine": info, "settings": settings, "partial": partial, "results": out},
+                                      indent=2, default=str))
+            os.replace(tmp, args.json)
+
+    finished: list[Job] = []
+
+    def execute_and_save(job: Job) -> Job:
+        execute(job)
+        with lock:
+            finished.append(job)
+            write_json(finished, partial=True)
+        return job
+
     with cf.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        list(pool.map(execute, jobs))
+        list(pool.map(execute_and_save, jobs))
 
     text, out = report(args, jobs)
     print()
@@ -640,10 +663,41 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     info["load_end"] = os.getloadavg()[0]
     print(f"\nload average: {info['load_start']:.2f} at the start, {info['load_end']:.2f} at the end")
-    if args.json:
-        settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-        args.json.write_text(json.dumps({"machine": info, "settings": settings, "results": out}, indent=2, default=str))
+    write_json(jobs, partial=False)
     return 0 if all("error" not in j.result for j in jobs) else 1
+
+
+def merge(paths: list[Path]) -> int:
+    """One table from the --json files of several studies (e.g. one per task or seed, run in different sessions)."""
+    jobs: list[Job] = []
+    keys: list[str] = []
+    algos: list[str] = []
+    thresholds: dict[str, float | None] = {}
+    steps, seeds, frameworks = set(), set(), []
+    for p in paths:
+        data = json.loads(p.read_text())
+        st = data["settings"]
+        steps.add(st["steps"])
+        for g in data["results"]:
+            key, algo, fw = g["task"], g["algo"], g["framework"]
+            keys += [key] if key not in keys else []
+            algos += [algo] if algo not in algos else []
+            frameworks += [fw] if fw not in frameworks else []
+            thresholds[key] = g.get("threshold")
+            for r in g["runs"]:
+                seeds.add(r["seed"])
+                job = Job(fw, key, algo, r["seed"], st["steps"], st["interval"], st["test_episodes"], 0, g.get("threshold"),
+                          {}, Path(st["out"]))
+                job.result = {k: v for k, v in r.items() if k not in ("seed",)}
+                job.cmd = r.get("cmd", [])
+                jobs.append(job)
+    ns = argparse.Namespace(keys=keys, algos=algos, frameworks=frameworks, thresholds=thresholds)
+    text, _ = report(ns, jobs)
+    print(f"# merged from {', '.join(str(p) for p in paths)}; budgets {', '.join(f'{s:,}' for s in sorted(steps))} env steps; "
+          f"seeds {', '.join(map(str, sorted(seeds)))}")
+    print()
+    print(text)
+    return 0
 
 
 if __name__ == "__main__":
