@@ -42,6 +42,15 @@ def _help() -> str:
     )
 
 
+def tuned_config(env: str, algo: str) -> Path | None:
+    """The repository's tuned config for a gym: task and algorithm (configs/PACKAGE/TASK/ALGO.yaml), if there is one."""
+    if not env.startswith("gym:") or env.count(":") != 2:
+        return None
+    _, package, task = env.split(":")
+    path = Path(__file__).resolve().parent.parent / "configs" / package / task / f"{algo}.yaml"
+    return path if path.is_file() else None
+
+
 def split_overrides(sets: dict[str, str], algo_cls: type) -> tuple[dict, dict, dict]:
     from ..train.config import ConfigError, field_types
 
@@ -135,6 +144,9 @@ def train_cmd(config, env, algo, steps, seed, n_envs, out, sets, eval_episodes, 
         run = apply_overrides(run, run_ov, "run")
         rs = make_run_spec(run, algo_ov)
         run_dir = create_run_dir(rs, out)
+        tuned = tuned_config(env, algo) if config is None else None
+        if tuned is not None:  # the library's defaults are not the field's settings for this task
+            click.echo(f"hint     the library defaults are not tuned for {env}; tuned settings: marl-train --config {tuned}", err=True)
     total = rs.total_steps
     bar = Progress(total, "steps", enabled=not quiet)
     def on_progress(row):

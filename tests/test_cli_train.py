@@ -211,3 +211,25 @@ def test_config_file_sets_the_run_and_the_command_line_overrides_it(cli, tmp_pat
     p = cli("train", "--config", str(bad), "--out", str(tmp_path / "x"))
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 2 and len(lines) == 1 and "unknown --set key 'nope'" in lines[0], p.stderr
+
+
+def test_every_tuned_config_is_valid_and_gym_runs_without_one_are_pointed_to_it(tmp_path):
+    """configs/PACKAGE/TASK/ALGO.yaml: each file reads, names its own task and algorithm, and
+    every key is one marl-train accepts (a renamed key would otherwise rot silently); a gym:
+    run started without --config names the tuned file."""
+    from marl_edge.cli.train import _parse_env_options, split_overrides, tuned_config
+    from marl_edge.train.config import read_config_file
+    from marl_edge.train.registry import get_algo
+
+    root = Path(__file__).resolve().parent.parent / "configs"
+    files = sorted(root.glob("*/*/*.yaml"))
+    assert len(files) >= 9, files
+    for f in files:
+        cfg = read_config_file(f)
+        package, task, algo = f.parent.parent.name, f.parent.name, f.stem
+        assert cfg["env"] == f"gym:{package}:{task}" and cfg["algo"] == algo, f
+        env_raw, algo_ov, run_ov = split_overrides({k: str(v) for k, v in cfg["set"].items()}, get_algo(algo).config_cls)
+        _parse_env_options(cfg["env"], env_raw)
+        assert tuned_config(cfg["env"], algo) == f
+    assert tuned_config("gym:lbforaging:Foraging-5x5-2p-1f-coop-v3", "iql") is None
+    assert tuned_config("spread", "vdn") is None
