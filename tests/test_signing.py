@@ -244,6 +244,20 @@ def test_cli_eval_checks_the_signature(signed, keys, cli):
     _one_error_line(p, f"swarm.json.sig: the signature does not verify with any trusted key: it was made by key {keys['a']['id']}")
 
 
+def test_cli_swarm_passes_the_keys_to_its_agents(signed, keys, cli, tmp_path):
+    """marl-swarm checks the bundle and starts every marl-agent with the same --trusted-key: they run."""
+    p = cli("swarm", str(signed), "--episodes", "1", "--trusted-key", str(keys["a"]["pub"]), "--quiet", "--json", timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout.strip().splitlines()[-1])["episodes"] == 1
+    p = cli("swarm", str(signed), "--write-profiles", str(tmp_path / "prof"), "--world-bind", "tcp://10.0.0.1:5555",
+            "--trusted-key", "/etc/marl/team.pub", timeout=60)
+    _one_error_line(p, "trusted key /etc/marl/team.pub does not exist")  # the workstation checks the bundle with the key it names
+    p = cli("swarm", str(signed), "--write-profiles", str(tmp_path / "prof"), "--world-bind", "tcp://10.0.0.1:5555",
+            "--trusted-key", str(keys["a"]["pub"]), timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert json.loads((tmp_path / "prof" / "agent_0.json").read_text())["trusted_keys"] == [str(keys["a"]["pub"])]
+
+
 def test_cli_agent_refuses_an_unsigned_bundle(signed, keys, cli, tmp_path):
     b = copy(signed, tmp_path / "b")
     (b / SIGNATURE).unlink()
