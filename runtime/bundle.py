@@ -6,6 +6,11 @@ A bundle is a folder::
     agent_0/policy.onnx     agent 0's policy graph (contract 4)
     agent_0/agent.json      agent 0's card: its id, its files' sha256, its I/O
     agent_1/...
+    swarm.json.sig          optional: an Ed25519 signature over swarm.json (runtime/signing.py),
+                            required when the reader is given trusted keys
+
+Agent folders must lie inside the bundle folder (no ``/``, no ``..``, no symlink
+out of it), signed or not.
 
 ``swarm.json`` holds ``format`` ("marl-edge-bundle"), ``format_version``, the
 env spec and options, the topology (as ``Topology.to_dict``), the message
