@@ -40,15 +40,20 @@ def _load_profile(path: Path | None) -> dict:
 @click.option("--msg-timeout", type=float, default=None, help="Lock-step: longest wait (s) for a neighbour's message (default 2).")
 @click.option("--seed", type=int, default=None)
 @click.option("--metrics", "metrics_path", default=None, help="Append this agent's metrics as a JSON line here on exit.")
+@click.option("--trusted-key", "trusted_keys", multiple=True, type=click.Path(path_type=Path),
+              help="A public key (marl-keys signing OUT writes OUT.pub) the bundle must be signed with (repeatable: any one of them); unsigned, wrongly signed or changed bundles are refused. Needs marl-edge[crypto]. (or trusted_keys in --profile)")
 @click.option("--json", "as_json", is_flag=True)
 @debug_option
-def agent_cmd(agent_dir, manifest, world, robot, bind, peers_file, profile, mode, hz, swarm_id, drop, delay_steps, msg_timeout, seed, metrics_path, as_json, debug):
+def agent_cmd(agent_dir, manifest, world, robot, bind, peers_file, profile, mode, hz, swarm_id, drop, delay_steps, msg_timeout, seed, metrics_path,
+              trusted_keys, as_json, debug):
     """Run AGENT_DIR (agent_<i> of a bundle from marl-export) as one agent.
 
     It checks the folder against the bundle's swarm.json (sha256, version,
     shapes), then steps: observation and neighbours from its robot, the
     previous step's messages from its neighbours, act, message straight to
-    its current neighbours, action to the robot. SIGINT/SIGTERM stop it."""
+    its current neighbours, action to the robot. SIGINT/SIGTERM stop it.
+    With --trusted-key, swarm.json must carry a signature (swarm.json.sig) by
+    one of the keys, and every file must match the signed sha256."""
     from ..robots.sim import SimRobot
     from ..wire import protocol as P
     from ..runtime.agent import AgentOptions, AgentProcess, bundle_id
@@ -82,17 +87,28 @@ def agent_cmd(agent_dir, manifest, world, robot, bind, peers_file, profile, mode
     if pf is not None:
         raw = pf if isinstance(pf, dict) else _load_profile(Path(pf))
         peers = {int(k): str(v) for k, v in raw.items()}
+    keys = list(trusted_keys) or prof.get("trusted_keys") or []
+    if isinstance(keys, str):
+        keys = [keys]
+    if not isinstance(keys, list) or not all(isinstance(k, (str, Path)) for k in keys):
+        raise BundleError(f"profile {profile}: trusted_keys: expected a list of public-key files")
+    trusted = None
+    if keys:
+        from ..runtime.signing import TrustedKeys
+
+        trusted = TrustedKeys.load(keys)  # once: the checks below and the agent share it
     sid = pick(swarm_id, "swarm_id") or bundle_id(manifest)
     opts = AgentOptions(bind=pick(bind, "bind", "tcp://127.0.0.1:*"), mode=pick(mode, "mode", "lockstep"), hz=float(pick(hz, "hz", 20.0)),
                         drop=float(pick(drop, "drop", 0.0)), seed=int(pick(seed, "seed", 0)), metrics_path=pick(metrics_path, "metrics"), peers=peers,
-                        delay_steps=int(pick(delay_steps, "delay_steps", 0)), msg_timeout_s=float(pick(msg_timeout, "msg_timeout", 2.0)))
+                        delay_steps=int(pick(delay_steps, "delay_steps", 0)), msg_timeout_s=float(pick(msg_timeout, "msg_timeout", 2.0)),
+                        trusted_keys=trusted)
     if opts.delay_steps < 0 or opts.msg_timeout_s < 0 or not opts.hz > 0:
         raise BundleError("--delay-steps and --msg-timeout must be >= 0, --hz > 0")
     if not 0.0 <= opts.drop < 1.0:
         raise BundleError(f"--drop must be in [0, 1), got {opts.drop}")
     if not manifest.is_file():
         raise BundleError(f"{manifest} is missing: pass --manifest BUNDLE/swarm.json")
-    m = read_manifest(manifest)
+    m = read_manifest(manifest, trusted_keys=trusted)
     ex = P.Expect.for_bundle(m, sid)
     if link is not None:
         from ..robots.udp import UdpRobot

@@ -23,9 +23,11 @@ from .common import debug_option, emit_json, run_command
     help="Drop each heard message with this probability (a lossy link; communicating runs).",
 )
 @click.option("--sample", is_flag=True, help="Stochastic actors (mappo, ippo, coma; run directories): draw actions from the policy instead of the argmax.")
+@click.option("--trusted-key", "trusted_keys", multiple=True, type=click.Path(path_type=Path),
+              help="Bundles: A public key (marl-keys signing OUT writes OUT.pub) the bundle must be signed with (repeatable: any one of them); unsigned, wrongly signed or changed bundles are refused. Needs marl-edge[crypto].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line of stdout.")
 @debug_option
-def eval_cmd(target, episodes, seed, step, msg_loss, sample, as_json, debug):
+def eval_cmd(target, episodes, seed, step, msg_loss, sample, trusted_keys, as_json, debug):
     """Greedy (or, with --sample, sampled) evaluation of TARGET: a run directory made by marl-train (torch),
     or a bundle made by marl-export (ONNX Runtime, no torch).
 
@@ -50,9 +52,12 @@ def eval_cmd(target, episodes, seed, step, msg_loss, sample, as_json, debug):
             raise ConfigError("--checkpoint applies to run directories; a bundle holds one checkpoint")
         from ..runtime.team import evaluate_bundle
 
-        res = evaluate_bundle(target, episodes, seed, msg_loss=msg_loss)
-        say(f"{target}: bundle of the checkpoint at {res['checkpoint_step']:,} env steps (ONNX Runtime)")
+        res = evaluate_bundle(target, episodes, seed, msg_loss=msg_loss, trusted_keys=list(trusted_keys) or None)
+        signed = f", signed by trusted key {res['signed_by']}" if res.get("signed_by") else ""
+        say(f"{target}: bundle of the checkpoint at {res['checkpoint_step']:,} env steps (ONNX Runtime{signed})")
     else:
+        if trusted_keys:
+            raise ConfigError(f"--trusted-key applies to bundles; {target} is not one (no swarm.json)")
         from ..train.evaluation import evaluate_run
 
         res = evaluate_run(target, episodes, seed, step, msg_loss=msg_loss, sample=sample)

@@ -29,11 +29,13 @@ from .common import Progress, debug_option, emit_json, run_command
               help="Write one deployment profile per agent into this folder and exit (with --hosts, --base-port, --world-bind).")
 @click.option("--hosts", default="127.0.0.1", show_default=True, help="Comma-separated robot hosts for --write-profiles (agent i on host i mod len).")
 @click.option("--base-port", type=int, default=5600, show_default=True, help="Agent i listens on base-port + i.")
+@click.option("--trusted-key", "trusted_keys", multiple=True, type=click.Path(path_type=Path),
+              help="A public key (marl-keys signing OUT writes OUT.pub) the bundle must be signed with (repeatable: any one of them); unsigned, wrongly signed or changed bundles are refused. Needs marl-edge[crypto]. Every agent checks it too; --write-profiles records it.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line of stdout.")
 @click.option("--quiet", is_flag=True)
 @debug_option
 def swarm_cmd(bundle_dir, episodes, seed, transport, mode, hz, drop, delay_steps, metrics_out, kills, restarts, world_bind, no_spawn,
-              swarm_id, start_timeout, write_profiles, hosts, base_port, as_json, quiet, debug):
+              swarm_id, start_timeout, write_profiles, hosts, base_port, trusted_keys, as_json, quiet, debug):
     """Run BUNDLE_DIR (from marl-export) as a swarm: one OS process per agent,
     messages peer to peer over ZeroMQ, a world simulator stepping the env."""
     from ..runtime.bundle import BundleError, load_bundle
@@ -43,22 +45,26 @@ def swarm_cmd(bundle_dir, episodes, seed, transport, mode, hz, drop, delay_steps
 
     if episodes < 1:
         raise BundleError("--episodes must be >= 1")
-    b = load_bundle(bundle_dir)
+    keys = tuple(str(k) for k in trusted_keys)
+    b = load_bundle(bundle_dir, trusted_keys=list(keys) or None)
     if write_profiles is not None:
         if world_bind is None:
             raise BundleError("--write-profiles needs --world-bind tcp://WORLD_HOST:PORT (where the robots reach the world)")
-        paths = write_profiles_fn(bundle_dir, write_profiles, world_bind, [h for h in hosts.split(",") if h], base_port, mode, hz, swarm_id)
+        paths = write_profiles_fn(bundle_dir, write_profiles, world_bind, [h for h in hosts.split(",") if h], base_port, mode, hz, swarm_id,
+                                  trusted_keys=keys)
         click.echo(f"profiles {len(paths)} written to {write_profiles}; on robot i: marl-agent --profile agent_i.json")
         port = world_bind.rsplit(":", 1)[-1]
         click.echo(f"world    marl-swarm {bundle_dir} --no-spawn --world-bind tcp://*:{port} --transport tcp")
         return 0
     opts = SwarmOptions(episodes=episodes, seed=seed, transport=transport, mode=mode, hz=hz, drop=drop, delay_steps=delay_steps,
                         kills=[parse_at(k, b.n_agents, "kill") for k in kills], restarts=[parse_at(r, b.n_agents, "restart") for r in restarts],
-                        world_bind=world_bind, spawn=not no_spawn, start_timeout_s=start_timeout,
+                        world_bind=world_bind, spawn=not no_spawn, start_timeout_s=start_timeout, trusted_keys=keys,
                         swarm_id=(swarm_id or bundle_id(Path(bundle_dir) / "swarm.json")) if no_spawn else swarm_id)
     if no_spawn and transport == "ipc" and world_bind is None:
         raise BundleError("--no-spawn needs --world-bind (where the agents connect)")
     say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    if b.signer:
+        say(f"signed   by trusted key {b.signer}; every agent checks the signature too")
     say(f"swarm    {b.n_agents} agent {'processes' if not no_spawn else 'processes started elsewhere'} + world, {transport}, {mode}, {episodes} episodes")
     bar = Progress(episodes, "episodes", enabled=not quiet)
     try:

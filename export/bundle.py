@@ -74,12 +74,22 @@ def export_run(
     min_agreement: float = 0.99,
     parity_steps: int = 200,
     say: Callable[[str], None] = lambda m: None,
+    sign_key: Path | str | None = None,
 ) -> dict[str, Any]:
-    """Export, verify and publish; returns the summary (also in swarm.json)."""
+    """Export, verify and publish; returns the summary (also in swarm.json).
+
+    With ``sign_key`` (an Ed25519 private key file, ``marl-keys signing``) the
+    finished manifest is signed (``swarm.json.sig``, runtime/signing.py) before
+    the bundle is published."""
     if quantize not in QUANTIZE:
         raise ExportError(f"--quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
     if not 0.0 <= min_agreement <= 1.0:
         raise ExportError(f"--min-agreement must be in [0, 1], got {min_agreement}")
+    key = None
+    if sign_key is not None:
+        from ..runtime.signing import load_private_key
+
+        key = load_private_key(sign_key)  # a bad key fails before the work, not after it
     t0 = time.perf_counter()
     net, rs, ck_step = load_policy_net(Path(run_dir), step)
     net.eval()
@@ -87,6 +97,13 @@ def export_run(
     tmp = _prepare_out(out, force)
     try:
         summary = _build(tmp, net, rs, ck_step, Path(run_dir), quantize, opset, force, min_agreement, parity_steps, say)
+        if key is not None:
+            from ..runtime.signing import SIGNATURE, sign_manifest
+
+            sig = sign_manifest(tmp / MANIFEST, key)
+            load_bundle(tmp, trusted_keys=_own_public_key(key))  # the signature verifies and the files match what it signed
+            summary["signed_by"] = sig["key_id"]
+            say(f"signed   {SIGNATURE} with key {sig['key_id']} (Ed25519 over swarm.json, which lists every file's sha256)")
         _publish(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -94,6 +111,14 @@ def export_run(
     summary["bundle"] = str(out)
     summary["wall_s"] = round(time.perf_counter() - t0, 2)
     return summary
+
+
+def _own_public_key(private_key: Any) -> Any:
+    """The public half of ``private_key`` as the runtime's trusted keys (the export checks its own signature)."""
+    from ..runtime.signing import TrustedKeys, key_id
+
+    pub = private_key.public_key()
+    return TrustedKeys(((key_id(pub), pub, "<the signing key>"),))
 
 
 def _build(tmp: Path, net: Any, rs: Any, ck_step: int, run_dir: Path, quantize: str, opset: int, force: bool,

@@ -50,12 +50,13 @@ class AgentOptions:
     heartbeat_s: float = 0.2
     metrics_path: str | None = None
     peers: dict[int, str] | None = None  # static peer endpoints (real robots); the world sends them otherwise
+    trusted_keys: Any = None  # public-key files or a signing.TrustedKeys: the manifest must be signed by one of them
 
 
 class AgentProcess:
     def __init__(self, agent_dir: Path, manifest_path: Path, robot: RobotAdapter, swarm: str | None, opts: AgentOptions) -> None:
-        manifest = read_manifest(manifest_path)
-        self.entry = load_agent_dir(agent_dir, manifest)  # sha256, version, cards
+        manifest = read_manifest(manifest_path, trusted_keys=opts.trusted_keys)  # the signature first, when keys are given
+        self.entry = load_agent_dir(agent_dir, manifest)  # sha256 (against the signed hashes), version, cards
         self.id = self.entry.id
         self.manifest = manifest
         self.policy = OrtPolicy(self.entry.policy_path, manifest.inputs, manifest.outputs, batch=1, where=str(self.entry.policy_path))

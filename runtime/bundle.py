@@ -6,6 +6,11 @@ A bundle is a folder::
     agent_0/policy.onnx     agent 0's policy graph (contract 4)
     agent_0/agent.json      agent 0's card: its id, its files' sha256, its I/O
     agent_1/...
+    swarm.json.sig          optional: an Ed25519 signature over swarm.json (runtime/signing.py),
+                            required when the reader is given trusted keys
+
+Agent folders must lie inside the bundle folder (no ``/``, no ``..``, no symlink
+out of it), signed or not.
 
 ``swarm.json`` holds ``format`` ("marl-edge-bundle"), ``format_version``, the
 env spec and options, the topology (as ``Topology.to_dict``), the message
@@ -313,6 +318,9 @@ class Manifest:
     agents: tuple[AgentRecord, ...]
     source: Source
     verification: dict[str, Any] | None = None  # absent until the export's checks have passed
+    # the id of the trusted key whose signature over these exact bytes verified (runtime.signing);
+    # None when no --trusted-key was given. Not part of swarm.json (the signature is a file beside it).
+    signer: str | None = dataclasses.field(default=None, compare=False)
 
     # ---- views ------------------------------------------------------------------------------
     @property
@@ -459,7 +467,9 @@ def _parse_agent(raw: Any, j: int, f: _Fields) -> AgentRecord:
         f.fail(f"{path}.id", f"expected {j} (entry j is agent j), got {i}")
     folder = f.str(f.get(d, "dir", path), f"{path}.dir")
     if folder in (".", "..") or "/" in folder or "\\" in folder:
-        f.fail(f"{path}.dir", f"expected a folder name inside the bundle (agent_{j}), got {folder!r}")
+        why = (" (an absolute path)" if folder.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", folder)
+               else " (it climbs out with '..')" if ".." in re.split(r"[/\\]", folder) else "")
+        f.fail(f"{path}.dir", f"expected a folder name inside the bundle (agent_{j}), got {folder!r}{why}")
     files = f.map(f.get(d, "files", path), f"{path}.files")
     for name in (POLICY_FILE, AGENT_CARD):
         if name not in files:
@@ -594,10 +604,15 @@ class Bundle:
     def outputs(self) -> tuple[IOSpec, ...]:
         return self.manifest.outputs
 
+    @property
+    def signer(self) -> str | None:
+        """The id of the trusted key the manifest's signature verified with (None: not checked)."""
+        return self.manifest.signer
+
     def agent(self, i: int) -> AgentEntry:
         if not 0 <= i < self.n_agents:
             raise BundleError(f"{self.path}: no agent {i}; the bundle has agents 0..{self.n_agents - 1}")
-        return load_agent_dir(self.path / self.manifest.agents[i].dir, self.manifest)
+        return load_agent_dir(agent_folder(self.path, self.manifest, i), self.manifest)
 
     def topology(self) -> Any:
         """The recorded topology as an ``envs.topology.Topology`` (None without messages)."""
@@ -613,36 +628,79 @@ class Bundle:
         return make(self.manifest.env.name, n_envs=n_envs, **self.manifest.env.options)
 
 
-def _read_json(path: Path, what: str) -> dict[str, Any]:
+def _read_bytes(path: Path, what: str) -> bytes:
     try:
-        d = json.loads(path.read_text())
+        return path.read_bytes()
     except FileNotFoundError:
         raise BundleError(f"{path} is missing: {what}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except OSError as e:
+        raise BundleError(f"{path} is corrupt ({e}); {REEXPORT}") from None
+
+
+def _parse_json(data: bytes, path: Path) -> dict[str, Any]:
+    try:
+        d = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BundleError(f"{path} is corrupt ({e}); {REEXPORT}") from None
     if not isinstance(d, dict):
         raise BundleError(f"{path} is corrupt (not a JSON object); {REEXPORT}")
     return d
 
 
-def read_manifest(path: Path | str, what: str = "the bundle manifest") -> Manifest:
-    """Read and check a ``swarm.json`` (every field; see ``Manifest.parse``)."""
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    return _parse_json(_read_bytes(path, what), path)
+
+
+def read_manifest(path: Path | str, what: str = "the bundle manifest", trusted_keys: Any = None) -> Manifest:
+    """Read and check a ``swarm.json`` (every field; see ``Manifest.parse``).
+
+    With ``trusted_keys`` (public-key files or a ``runtime.signing.TrustedKeys``) the
+    manifest must carry a signature (``swarm.json.sig`` beside it) by one of them; the
+    bytes that verified are the bytes parsed. ``cryptography`` is imported only then."""
     path = Path(path)
-    return Manifest.parse(_read_json(path, what), path)
+    data = _read_bytes(path, what)
+    signer = None
+    if trusted_keys is not None:
+        from .signing import TrustedKeys, verify_manifest
+
+        trusted = TrustedKeys.of(trusted_keys)
+        if trusted is not None:
+            signer = verify_manifest(data, path, trusted)
+    m = Manifest.parse(_parse_json(data, path), path)
+    return m if signer is None else m.replace(signer=signer)
 
 
-def load_bundle(path: Path | str, verify_files: bool = True) -> Bundle:
-    """Read ``path/swarm.json`` and check every agent folder (sha256, cards)."""
+def agent_folder(bundle_dir: Path | str, manifest: Manifest, i: int) -> Path:
+    """Agent ``i``'s folder as the manifest names it, refused unless it is inside ``bundle_dir``
+    (a name with ``/`` or ``..`` is refused when the manifest is parsed; a symlink to elsewhere here)."""
+    bundle_dir = Path(bundle_dir)
+    name = manifest.agents[i].dir
+    folder = bundle_dir / name
+    if Path(name).is_absolute() or ".." in Path(name).parts:  # Manifest.parse refuses these already; never trust one caller
+        raise BundleError(f"{bundle_dir}: agents[{i}].dir {name!r} is not a folder inside the bundle")
+    if folder.exists() or folder.is_symlink():
+        root, real = bundle_dir.resolve(), folder.resolve()
+        if real == root or root not in real.parents:
+            raise BundleError(f"{folder} resolves to {real}, outside the bundle {root}; agent folders must be inside the bundle folder")
+    return folder
+
+
+def load_bundle(path: Path | str, verify_files: bool = True, trusted_keys: Any = None) -> Bundle:
+    """Read ``path/swarm.json`` and check every agent folder (inside the bundle, sha256, cards).
+
+    With ``trusted_keys`` the manifest's signature is checked first (``read_manifest``),
+    so every file is checked against hashes a trusted key signed."""
     path = Path(path)
     if not path.is_dir():
         raise BundleError(f"{path} is not a directory; pass a bundle folder written by marl-export")
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise BundleError(f"{path} is not a bundle (no {MANIFEST}); write one with marl-export RUN_DIR --out {path}")
-    m = read_manifest(manifest_path)
-    if verify_files:
-        for entry in m.agents:
-            load_agent_dir(path / entry.dir, m)
+    m = read_manifest(manifest_path, trusted_keys=trusted_keys)
+    for i in range(len(m.agents)):
+        folder = agent_folder(path, m, i)
+        if verify_files:
+            load_agent_dir(folder, m)
     return Bundle(path, m)
 
 
@@ -659,13 +717,17 @@ def load_agent_dir(agent_dir: Path | str, manifest: Manifest) -> AgentEntry:
     if raw.get("format_version") != manifest.format_version:
         raise BundleError(f"{agent_dir}: agent card version {raw.get('format_version')} != bundle version {manifest.format_version}")
     entry = manifest.agents[i]
+    which = "the signed manifest's" if manifest.signer else "the manifest's"
     for name, want in entry.files.items():  # first: a changed file is reported as changed, whatever it holds
         f = agent_dir / name
         if not f.is_file():
             raise BundleError(f"{f} is missing (agent {i})")
+        real = f.resolve()
+        if agent_dir.resolve() not in real.parents:
+            raise BundleError(f"{f} resolves to {real}, outside its agent folder (agent {i}); a bundle's files must be inside it")
         got = sha256_file(f)
         if got != want:
-            raise BundleError(f"{f}: sha256 {got[:12]}… does not match the manifest's {want[:12]}… (agent {i}); the file was changed or corrupted")
+            raise BundleError(f"{f}: sha256 {got[:12]}… does not match {which} {want[:12]}… (agent {i}); the file was changed or corrupted")
     card = AgentCard.parse(raw, card_path)
     for key in AgentCard.COPIES:
         if getattr(card, key) != getattr(manifest, key):

@@ -56,6 +56,7 @@ class SwarmOptions:
     spawn: bool = True  # False: run only the world and wait for agents started elsewhere (profiles)
     swarm_id: str | None = None
     start_timeout_s: float = 60.0
+    trusted_keys: tuple[str, ...] = ()  # public-key files: the bundle must be signed by one (checked here and by every agent)
 
 
 def parse_at(text: str, n: int, what: str) -> tuple[int, int]:
@@ -89,7 +90,7 @@ def _is_session(s: Any) -> bool:
 
 class Launcher:
     def __init__(self, bundle_dir: Path, opts: SwarmOptions) -> None:
-        self.bundle = load_bundle(bundle_dir)
+        self.bundle = load_bundle(bundle_dir, trusted_keys=list(opts.trusted_keys) or None)
         self.dir = Path(bundle_dir)
         self.opts = opts
         self.n = self.bundle.n_agents
@@ -126,6 +127,7 @@ class Launcher:
             # late messages never arrive in time: do not wait for them
             "--msg-timeout", "0" if self.opts.delay_steps else "2",
             "--metrics", str(self.tmp / f"agent_{i}.jsonl"),
+            *[a for k in self.opts.trusted_keys for a in ("--trusted-key", str(Path(k).resolve()))],
         ]
         log = open(self.tmp / f"agent_{i}.log", "ab")
         self.procs[i] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_pdeathsig)
@@ -261,12 +263,14 @@ class Launcher:
 
 
 def write_profiles(bundle_dir: Path, out: Path, world: str, hosts: list[str], base_port: int, mode: str = "lockstep",
-                   hz: float = 20.0, swarm_id: str | None = None, bundle_path_on_robot: str | None = None) -> list[Path]:
+                   hz: float = 20.0, swarm_id: str | None = None, bundle_path_on_robot: str | None = None,
+                   trusted_keys: tuple[str, ...] = ()) -> list[Path]:
     """One deployment profile per robot (``marl-agent --profile FILE``): agent
     folder, manifest, world endpoint, its own inbox endpoint, every peer's
     endpoint, mode and rate. Agent i listens on ``hosts[i % len(hosts)]`` at
-    ``base_port + i``."""
-    b = load_bundle(bundle_dir)
+    ``base_port + i``. With ``trusted_keys`` the bundle must be signed by one of
+    them, and each profile lists them (as given: the key's path on the robots)."""
+    b = load_bundle(bundle_dir, trusted_keys=list(trusted_keys) or None)
     if not hosts:
         raise BundleError("--hosts needs at least one host")
     if not 1 <= base_port <= 65535 - b.n_agents:
@@ -288,6 +292,8 @@ def write_profiles(bundle_dir: Path, out: Path, world: str, hosts: list[str], ba
             "hz": hz,
             "swarm_id": sid,
         }
+        if trusted_keys:
+            prof["trusted_keys"] = [str(k) for k in trusted_keys]
         p = out / f"agent_{i}.json"
         p.write_text(json.dumps(prof, indent=2))
         paths.append(p)

@@ -99,12 +99,14 @@ class BundleTeamPolicy:
         return actions
 
 
-def evaluate_bundle(path: Path | str, episodes: int, seed: int | None = None, n_envs: int | None = None, msg_loss: float = 0.0) -> dict[str, Any]:
+def evaluate_bundle(path: Path | str, episodes: int, seed: int | None = None, n_envs: int | None = None, msg_loss: float = 0.0,
+                    trusted_keys: Any = None) -> dict[str, Any]:
     """Greedy returns of a bundle with ONNX Runtime, in one process; the same
-    ``seed`` and ``episodes`` play the same episodes as ``marl-eval RUN_DIR``."""
+    ``seed`` and ``episodes`` play the same episodes as ``marl-eval RUN_DIR``.
+    With ``trusted_keys`` the bundle must be signed by one of them (``load_bundle``)."""
     if not 0.0 <= msg_loss <= 1.0:
         raise BundleError(f"message loss must be in [0, 1], got {msg_loss}")
-    b = load_bundle(path)
+    b = load_bundle(path, trusted_keys=trusted_keys)
     seed = b.manifest.source.seed if seed is None else seed
     n_envs = n_envs or max(1, min(episodes, 32))
     env = b.make_env(n_envs)
@@ -124,6 +126,8 @@ def evaluate_bundle(path: Path | str, episodes: int, seed: int | None = None, n_
         "lengths": [e.length for e in eps],
         "checkpoint_step": b.manifest.source.checkpoint_step,
     }
+    if b.signer:
+        out["signed_by"] = b.signer
     if b.communicates:
         out["msg_loss"] = msg_loss
         out["msgs_heard_per_step"] = team.heard / max(1, sum(e.length for e in eps))

@@ -1,5 +1,5 @@
 """Rules of the house for the edge: the modules an agent, a world or a robot
-link runs never import torch or onnx, and the packages import one way only
+link runs never import torch or onnx (nor, until a key is used, cryptography), and the packages import one way only
 (``wire`` needs nothing of marl_edge but ``errors``; ``robots`` needs
 ``envs`` and ``wire``, never ``runtime``)."""
 
@@ -15,8 +15,8 @@ EDGE = [
     "marl_edge.robots.base", "marl_edge.robots.sim", "marl_edge.robots.udp",
     "marl_edge.runtime.agent", "marl_edge.runtime.policy", "marl_edge.runtime.world", "marl_edge.runtime.swarm",
     "marl_edge.runtime.team", "marl_edge.runtime.bundle", "marl_edge.runtime.transport", "marl_edge.runtime.udp_world",
-    "marl_edge.runtime.metrics",
-    "marl_edge.cli.agent", "marl_edge.cli.swarm", "marl_edge.cli.evaluate",
+    "marl_edge.runtime.metrics", "marl_edge.runtime.signing",
+    "marl_edge.cli.agent", "marl_edge.cli.swarm", "marl_edge.cli.evaluate", "marl_edge.cli.keys",
 ]
 
 # what each package may load of marl_edge (besides itself, the root package and errors)
@@ -46,6 +46,8 @@ def test_edge_modules_load_no_torch(module):
     assert module in loaded
     bad = sorted(m for m in loaded if m.split(".")[0] in ("torch", "onnx"))
     assert not bad, f"{module} pulled in {bad[:5]}"
+    # cryptography (the crypto extra) is imported only when a key is used: unsigned bundles run without it
+    assert not any(m.split(".")[0] == "cryptography" for m in loaded), f"{module} imports cryptography eagerly"
 
 
 @pytest.mark.parametrize("module", [m for m in EDGE if m.startswith(tuple(ALLOWED))])

@@ -166,3 +166,20 @@ def test_edge_venv_marl_train_says_to_install_the_train_extra(edge):
         lines = [x for x in p.stderr.splitlines() if x.strip()]
         assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
         assert "marl-edge[train]" in lines[0] and "torch" in lines[0], lines[0]
+
+
+def test_edge_venv_trusted_key_without_the_crypto_extra_says_what_to_install(edge, tmp_path):
+    """Signed bundles need the crypto extra; the plain edge install runs unsigned ones and,
+    given --trusted-key, says in one line what to install (no traceback)."""
+    from marl_edge.runtime.signing import generate_signing_key
+
+    p = run([str(edge["py"]), "-c", "import importlib.util as u; print(u.find_spec('cryptography') is not None)"], edge["env"], edge["cwd"], timeout=60)
+    if p.stdout.strip() == "True":
+        pytest.skip("the edge venv has cryptography (a dependency pulled it in)")
+    _, pub, _ = generate_signing_key(tmp_path / "k")
+    p = run([str(edge["venv"] / "bin" / "marl-eval"), str(edge["bundle"]), "--episodes", "1", "--trusted-key", str(pub)],
+            edge["env"], edge["cwd"], timeout=120)
+    assert p.returncode == 2, p.stderr
+    lines = [x for x in p.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    assert "marl-edge[crypto]" in lines[0] and "cryptography" in lines[0], lines[0]
