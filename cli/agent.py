@@ -40,15 +40,21 @@ def _load_profile(path: Path | None) -> dict:
 @click.option("--msg-timeout", type=float, default=None, help="Lock-step: longest wait (s) for a neighbour's message (default 2).")
 @click.option("--seed", type=int, default=None)
 @click.option("--metrics", "metrics_path", default=None, help="Append this agent's metrics as a JSON line here on exit.")
+@click.option("--world-timeout", type=float, default=None,
+              help="Give up (exit 3) after this many seconds without a frame from the world or robot link (default 10; 0: wait forever).")
+@click.option("--reconnect", is_flag=True, default=None, help="When the world falls silent, keep saying hello until it is back instead of giving up.")
 @click.option("--json", "as_json", is_flag=True)
 @debug_option
-def agent_cmd(agent_dir, manifest, world, robot, bind, peers_file, profile, mode, hz, swarm_id, drop, delay_steps, msg_timeout, seed, metrics_path, as_json, debug):
+def agent_cmd(agent_dir, manifest, world, robot, bind, peers_file, profile, mode, hz, swarm_id, drop, delay_steps, msg_timeout, seed, metrics_path,
+              world_timeout, reconnect, as_json, debug):
     """Run AGENT_DIR (agent_<i> of a bundle from marl-export) as one agent.
 
     It checks the folder against the bundle's swarm.json (sha256, version,
     shapes), then steps: observation and neighbours from its robot, the
     previous step's messages from its neighbours, act, message straight to
-    its current neighbours, action to the robot. SIGINT/SIGTERM stop it."""
+    its current neighbours, action to the robot. SIGINT/SIGTERM stop it.
+    Counted absent by the world (a stall), it starts over and rejoins by
+    itself; a world silent for --world-timeout seconds ends it with exit 3."""
     from ..robots.sim import SimRobot
     from ..wire import protocol as P
     from ..runtime.agent import AgentOptions, AgentProcess, bundle_id
@@ -85,9 +91,10 @@ def agent_cmd(agent_dir, manifest, world, robot, bind, peers_file, profile, mode
     sid = pick(swarm_id, "swarm_id") or bundle_id(manifest)
     opts = AgentOptions(bind=pick(bind, "bind", "tcp://127.0.0.1:*"), mode=pick(mode, "mode", "lockstep"), hz=float(pick(hz, "hz", 20.0)),
                         drop=float(pick(drop, "drop", 0.0)), seed=int(pick(seed, "seed", 0)), metrics_path=pick(metrics_path, "metrics"), peers=peers,
-                        delay_steps=int(pick(delay_steps, "delay_steps", 0)), msg_timeout_s=float(pick(msg_timeout, "msg_timeout", 2.0)))
-    if opts.delay_steps < 0 or opts.msg_timeout_s < 0 or not opts.hz > 0:
-        raise BundleError("--delay-steps and --msg-timeout must be >= 0, --hz > 0")
+                        delay_steps=int(pick(delay_steps, "delay_steps", 0)), msg_timeout_s=float(pick(msg_timeout, "msg_timeout", 2.0)),
+                        world_timeout_s=float(pick(world_timeout, "world_timeout", 10.0)), reconnect=bool(pick(reconnect, "reconnect", False)))
+    if opts.delay_steps < 0 or opts.msg_timeout_s < 0 or not opts.hz > 0 or not opts.world_timeout_s >= 0:
+        raise BundleError("--delay-steps, --msg-timeout and --world-timeout must be >= 0, --hz > 0")
     if not 0.0 <= opts.drop < 1.0:
         raise BundleError(f"--drop must be in [0, 1), got {opts.drop}")
     if not manifest.is_file():
@@ -105,6 +112,9 @@ def agent_cmd(agent_dir, manifest, world, robot, bind, peers_file, profile, mode
     res = proc.run()
     if as_json:
         emit_json(res)
+    if proc.gave_up:
+        click.echo(proc.gave_up, err=True)
+        return 3
     return 0
 
 
