@@ -33,78 +33,64 @@ LIMIT = 5  # steps per episode
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory, make_bundle):
     root = tmp_path_factory.mktemp("bundles")
-    return make_bundle(root, "live4", env_options={"n_agents": N, "episode_limit": LIMIT}, comm="mean", topology="broadcast")
+    return make_bundle(root, "live4", steps=400, env_options={"n_agents": N, "episode_limit": LIMIT}, comm="mean", topology="broadcast")
 
 
-def test_a_stalled_agent_rejoins_by_itself(bundle):
-    """SIGSTOP agent 2 for 5 s (the world marks it absent after 1 s of silence),
-    then SIGCONT: it learns it is absent, starts over, says hello again, and is
-    served from the next step; every agent is there at the end and says bye."""
-    k, episodes, seed = 2, 70, 3
-    got: dict = {"hello_at": None, "cont_at": None, "acted": [], "live_at_stop": None}
-    errors: list[BaseException] = []
+def _stall(world, k: int, pid: int, got: dict, errors: list) -> threading.Thread:
+    """Pace ``world`` (at most 40 steps/s, so the stall spans many steps and the
+    run outlasts it), record who acted at each step, when agent ``k`` says hello
+    again after SIGCONT and who is live when the world stops; SIGSTOP agent ``k``
+    (process ``pid``) at step 20 for 5 s (SIGCONT even on failure)."""
+    serve, actions, accept, stop = world._serve, world._actions, world.accept, world.stop
+    got.update(hello_at=None, cont_at=None, acted=[], live_at_stop=None)
 
-    def on_start(launcher: Launcher, world) -> None:
-        serve, actions, accept, stop = world._serve, world._actions, world.accept, world.stop
+    def paced(*a, **kw):
+        time.sleep(0.025)
+        return serve(*a, **kw)
 
-        def paced(*a, **kw):  # at most 40 steps/s: the stall spans many steps and the run outlasts it
-            time.sleep(0.025)
-            return serve(*a, **kw)
+    def counted():
+        got["acted"].append((world.global_step, sorted(world.pending)))
+        return actions()
 
-        def counted():
-            got["acted"].append((world.global_step, sorted(world.pending)))
-            return actions()
+    def accepting(i, env):
+        if i == k and env["k"] == "hello" and not world.live[i] and got["cont_at"] is not None and got["hello_at"] is None:
+            got["hello_at"] = time.perf_counter()
+        accept(i, env)
 
-        def accepting(i, env):
-            if i == k and env["k"] == "hello" and not world.live[i] and got["cont_at"] is not None and got["hello_at"] is None:
-                got["hello_at"] = time.perf_counter()
-            accept(i, env)
+    def stopping(*a, **kw):
+        got["live_at_stop"] = world.live.copy()
+        return stop(*a, **kw)
 
-        def stopping(*a, **kw):
-            got["live_at_stop"] = world.live.copy()
-            return stop(*a, **kw)
+    world._serve, world._actions, world.accept, world.stop = paced, counted, accepting, stopping
 
-        world._serve, world._actions, world.accept, world.stop = paced, counted, accepting, stopping
-        pid = launcher.procs[k].pid
+    def stall() -> None:
+        try:
+            while world.global_step < 20:
+                time.sleep(0.01)
+            os.kill(pid, signal.SIGSTOP)
+            time.sleep(5.0)
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+            got["cont_at"] = time.perf_counter()
 
-        def stall() -> None:
-            try:
-                while world.global_step < 20:
-                    time.sleep(0.01)
-                os.kill(pid, signal.SIGSTOP)
-                time.sleep(5.0)
-            except BaseException as e:  # noqa: BLE001
-                errors.append(e)
-            finally:
-                os.kill(pid, signal.SIGCONT)
-                got["cont_at"] = time.perf_counter()
+    th = threading.Thread(target=stall, daemon=True)
+    th.start()
+    return th
 
-        th = threading.Thread(target=stall, daemon=True)
-        th.start()
-        got["thread"] = th
 
-    launcher = Launcher(bundle, SwarmOptions(episodes=episodes, seed=seed, transport="ipc", hb_timeout_s=1.0, act_timeout_s=5.0))
-    try:
-        res = launcher.run(on_start=on_start)
-    finally:
-        th = got.get("thread")
-        if th is not None:
-            th.join(timeout=10)
-    assert not errors, errors
+def _check_healed(bundle: Path, res: dict, got: dict, k: int, episodes: int, seed: int, link: str) -> None:
     assert len(res["returns"]) == episodes
     assert [a["agent"] for a in res["absences"]] == [k], res["absences"]
     assert [r["agent"] for r in res["rejoins"]] == [k], res["rejoins"]
     rejoin_step = res["rejoins"][0]["step"]
     assert got["hello_at"] is not None, "the stalled agent never said hello again"
     rejoin_s = got["hello_at"] - got["cont_at"]
-    print(f"rejoin {rejoin_s * 1000:.0f} ms after SIGCONT; absent {res['rejoins'][0]['absent_s']} s, back at step {rejoin_step}")
+    print(f"{link}: rejoin {rejoin_s * 1000:.0f} ms after SIGCONT; absent {res['rejoins'][0]['absent_s']} s, back at step {rejoin_step}")
     assert rejoin_s < 1.0
-    # everyone present at the end; every agent sent its bye with its metrics
+    # everyone present at the end
     assert got["live_at_stop"] is not None and got["live_at_stop"].all()
-    for a in res["per_agent"]:
-        assert len(a["sessions"]) == 1 and a["sessions"][0]["stopped"] == "done", a
-    assert res["per_agent"][k]["sessions"][0]["rejoins"] == 1
-    assert res["invalid_frames"] == 0
     # from the step after the rejoin on, every agent acts every step
     after = [(s, acted) for s, acted in got["acted"] if s > rejoin_step]
     assert after and all(acted == list(range(N)) for _, acted in after), after[:3]
@@ -114,6 +100,86 @@ def test_a_stalled_agent_rejoins_by_itself(bundle):
     later = [e for e in range(episodes) if starts[e] > rejoin_step]
     assert len(later) >= 5, (rejoin_step, starts[-1])
     assert [res["returns"][e] for e in later] == [ref[e] for e in later]
+
+
+def test_a_stalled_agent_rejoins_by_itself(bundle):
+    """SIGSTOP agent 2 for 5 s (the world marks it absent after 1 s of silence),
+    then SIGCONT: it learns it is absent from the world's answer, starts over,
+    says hello again, and is served from the next step; every agent is there
+    at the end and says bye."""
+    k, episodes, seed = 2, 50, 3
+    got: dict = {}
+    errors: list[BaseException] = []
+
+    def on_start(launcher: Launcher, world) -> None:
+        got["thread"] = _stall(world, k, launcher.procs[k].pid, got, errors)
+
+    launcher = Launcher(bundle, SwarmOptions(episodes=episodes, seed=seed, transport="ipc", hb_timeout_s=1.0, act_timeout_s=5.0))
+    try:
+        res = launcher.run(on_start=on_start)
+    finally:
+        th = got.get("thread")
+        if th is not None:
+            th.join(timeout=10)
+    assert not errors, errors
+    _check_healed(bundle, res, got, k, episodes, seed, "zmq")
+    for a in res["per_agent"]:  # every agent sent its bye with its metrics
+        assert len(a["sessions"]) == 1 and a["sessions"][0]["stopped"] == "done", a
+    assert res["per_agent"][k]["sessions"][0]["rejoins"] == 1  # told by the world's absent
+    assert res["invalid_frames"] == 0
+    assert no_children_left()
+
+
+def test_a_stalled_agent_rejoins_over_the_udp_link(bundle, tmp_path):
+    """The same stall on the UDP robot link (runtime.udp_world): no absent
+    datagram there; the agent's next HEARTBEAT takes it back and the FIRST
+    of its next OBS starts it over."""
+    from marl_edge.runtime.udp_world import summary, udp_world
+    from marl_edge.runtime.bundle import load_bundle
+    from marl_edge.runtime.world import WorldOptions
+
+    k, episodes, seed = 1, 50, 3
+    world = udp_world(load_bundle(bundle), opts=WorldOptions(episodes=episodes, seed=seed, hb_timeout_s=1.0, act_timeout_s=5.0,
+                                                             start_timeout_s=60))
+    got: dict = {}
+    errors: list[BaseException] = []
+    out: dict = {}
+    agents = [subprocess.Popen([sys.executable, "-m", "marl_edge.cli.agent", str(bundle / f"agent_{i}"), "--robot", world.endpoint,
+                                "--bind", f"ipc://{tmp_path}/a{i}.sock", "--metrics", str(tmp_path / f"m{i}.jsonl")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=os.setpgrp)
+              for i in range(N)]
+
+    def serve() -> None:
+        try:
+            world.wait_for_agents()
+            got["thread"] = _stall(world, k, agents[k].pid, got, errors)
+            stats = world.run()
+            world.stop()
+            out["res"] = summary(world, stats, seed)
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    try:
+        th.join(timeout=120)
+        if got.get("thread") is not None:
+            got["thread"].join(timeout=10)
+        rcs = [a.wait(timeout=30) for a in agents]
+    finally:
+        for a in agents:
+            if a.poll() is None:
+                os.kill(a.pid, signal.SIGCONT)
+        _stop_all(agents)
+        if not th.is_alive():
+            world.close()
+    assert not th.is_alive() and not errors, errors
+    assert rcs == [0] * N, [a.stderr.read()[-1000:] for a in agents]
+    res = out["res"]
+    _check_healed(bundle, res, got, k, episodes, seed, "udp")
+    for a in res["per_agent"]:
+        assert a["metrics"] and a["metrics"]["stopped"] == "done", a
+    assert res["invalid_frames"] == 0
     assert no_children_left()
 
 
@@ -192,7 +258,7 @@ def test_reconnect_says_hello_until_a_world_is_back(bundle, tmp_path):
         _wait_running(world)
         world.kill()
         world.wait(timeout=10)
-        time.sleep(2.0)  # past the timeout: they say hello into the void
+        time.sleep(1.5)  # past the timeout: they say hello into the void
         assert all(a.poll() is None for a in agents)
         second = _world(bundle, ep, 3)
         assert second.wait(timeout=60) == 0, second.stderr.read()[-2000:]
