@@ -38,6 +38,7 @@ from .transport import Transport
 
 REPLY_EVERY_S = 0.1  # the world answers an agent's hb (or an absent agent's act) at most this often
 
+
 @dataclass
 class WorldOptions:
     episodes: int = 8
@@ -83,7 +84,7 @@ class World:
         self.last_seen = np.zeros(self.n)
         self.fresh = np.zeros(self.n, dtype=bool)  # (re)joined: first step starts over
         self.live_prev = np.zeros(self.n, dtype=bool)  # who was served (and so could send) last step
-        self.replied_at = [-1.0] * self.n  # when agent i's hb (or absent act) was last answered (perf_counter)
+        self.replied_at = [-1e9] * self.n  # when agent i's hb (or absent act) was last answered (perf_counter)
         self.absent_why: dict[int, tuple[str, float]] = {}  # agent -> why and when it was last marked absent
         self.peers_version = 0
         self.peers_sent = np.full(self.n, -1)
