@@ -36,6 +36,66 @@ def bundle(tmp_path_factory, make_bundle):
     return make_bundle(root, "live4", steps=400, env_options={"n_agents": N, "episode_limit": LIMIT}, comm="mean", topology="broadcast")
 
 
+def test_the_world_answers_heartbeats(bundle, tmp_path):
+    """docs/protocol.md §7, frame by frame: hb -> hb while live, absent while not
+    (and before any hello), at most one answer per 0.1 s; the hello after an
+    absence is a rejoin; after the run, stop."""
+    import msgpack
+    import zmq
+
+    from marl_edge.runtime.bundle import load_bundle
+    from marl_edge.runtime.transport import ZmqTransport
+    from marl_edge.runtime.world import REPLY_EVERY_S, World, WorldOptions
+    from marl_edge.wire import protocol as P
+
+    sw = "live-test"
+    world = World(load_bundle(bundle), ZmqTransport(f"ipc://{tmp_path}/w.sock"), sw, WorldOptions())
+    ctx = zmq.Context.instance()
+    a = ctx.socket(zmq.DEALER)
+    a.setsockopt(zmq.LINGER, 0)
+    a.setsockopt(zmq.IDENTITY, b"agent-0")
+    a.connect(world.endpoint)
+
+    def say(kind: str, **kw) -> None:
+        a.send(P.encode(sw, 0, kind, **kw))
+        world._poll(2000)
+
+    def answers() -> list[tuple[str, object]]:
+        out = []
+        while a.poll(200):
+            env = msgpack.unpackb(a.recv())
+            assert env["from"] == -1 and env["sw"] == sw
+            out.append((env["k"], env.get("why")))
+        return out
+
+    try:
+        say("hb")
+        assert answers() == [("absent", "not joined")]
+        say("hello", addr="ipc:///x")
+        say("hb")
+        say("hb")  # within 0.1 s of the first: not answered
+        assert answers() == [("hb", None)]
+        assert not world.stats.rejoins
+        time.sleep(REPLY_EVERY_S)
+        world.mark_absent(0, "silent")
+        say("hb")
+        assert answers() == [("absent", "silent")]
+        time.sleep(REPLY_EVERY_S)
+        a.send(P.ActCodec(world.ex).encode(0, 0, 0, 0))  # an absent agent's action: stale, answered too
+        world._poll(2000)
+        assert answers() == [("absent", "silent")]
+        say("hello", addr="ipc:///x")
+        assert world.live[0] and [(r["agent"], r["why"]) for r in world.stats.rejoins] == [(0, "silent")]
+        world.mark_absent(0, "silent")
+        world.finished = True
+        time.sleep(REPLY_EVERY_S)
+        say("hb")
+        assert answers() == [("stop", "done")]
+    finally:
+        a.close(linger=0)
+        world.close()
+
+
 def _stall(world, k: int, pid: int, got: dict, errors: list) -> threading.Thread:
     """Pace ``world`` (at most 40 steps/s, so the stall spans many steps and the
     run outlasts it), record who acted at each step, when agent ``k`` says hello
