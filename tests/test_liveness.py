@@ -96,6 +96,44 @@ def test_the_world_answers_heartbeats(bundle, tmp_path):
         world.close()
 
 
+def test_the_simulated_robot_reads_the_answers(tmp_path):
+    """robots.sim: the world's hb is a sign of life (``last_heard``; observe waits on),
+    absent is ``Absent`` and ``rejoin`` says the same hello again."""
+    import msgpack
+    import zmq
+
+    from marl_edge.robots.base import Absent
+    from marl_edge.robots.sim import SimRobot
+    from marl_edge.wire import protocol as P
+
+    sw = "live-test"
+    ctx = zmq.Context.instance()
+    w = ctx.socket(zmq.ROUTER)
+    w.setsockopt(zmq.LINGER, 0)
+    ep = f"ipc://{tmp_path}/w.sock"
+    w.bind(ep)
+    r = SimRobot(ep, P.Expect(sw, 3, obs_dim=2, n_actions=2))
+    try:
+        r.connect(1, {"addr": "ipc:///a1", "pid": 7, "bundle": sw})
+        ident, hello = w.recv_multipart()
+        assert ident == b"agent-1" and msgpack.unpackb(hello)["addr"] == "ipc:///a1"
+        assert r.last_heard == 0.0
+        w.send_multipart([ident, P.encode(sw, P.WORLD, "hb")])
+        t0 = time.monotonic()
+        assert r.observe(0.3) is None
+        assert time.monotonic() - t0 >= 0.25 and r.last_heard >= t0  # heard, and waited on for the rest
+        w.send_multipart([ident, P.encode(sw, P.WORLD, "absent", why="silent")])
+        ob = r.observe(1.0)
+        assert isinstance(ob, Absent) and ob.reason == "silent"
+        r.rejoin()
+        ident, again = w.recv_multipart()
+        assert msgpack.unpackb(again) == msgpack.unpackb(hello)
+        assert r.invalid_frames == 0
+    finally:
+        r.close()
+        w.close(linger=0)
+
+
 def _stall(world, k: int, pid: int, got: dict, errors: list) -> threading.Thread:
     """Pace ``world`` (at most 40 steps/s, so the stall spans many steps and the
     run outlasts it), record who acted at each step, when agent ``k`` says hello
