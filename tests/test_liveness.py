@@ -33,7 +33,7 @@ LIMIT = 5  # steps per episode
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory, make_bundle):
     root = tmp_path_factory.mktemp("bundles")
-    return make_bundle(root, "live4", steps=400, env_options={"n_agents": N, "episode_limit": LIMIT}, comm="mean", topology="broadcast")
+    return make_bundle(root, "live4", steps=80, env_options={"n_agents": N, "episode_limit": LIMIT}, comm="mean", topology="broadcast")
 
 
 def test_the_world_answers_heartbeats(bundle, tmp_path):
