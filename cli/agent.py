@@ -42,10 +42,13 @@ def _load_profile(path: Path | None) -> dict:
 @click.option("--metrics", "metrics_path", default=None, help="Append this agent's metrics as a JSON line here on exit.")
 @click.option("--trusted-key", "trusted_keys", multiple=True, type=click.Path(path_type=Path),
               help="A public key (marl-keys signing OUT writes OUT.pub) the bundle must be signed with (repeatable: any one of them); unsigned, wrongly signed or changed bundles are refused. Needs marl-edge[crypto]. (or trusted_keys in --profile)")
+@click.option("--world-timeout", type=float, default=None,
+              help="Give up (exit 3) after this many seconds without a frame from the world or robot link (default 10; 0: wait forever).")
+@click.option("--reconnect", is_flag=True, default=None, help="When the world falls silent, keep saying hello until it is back instead of giving up.")
 @click.option("--json", "as_json", is_flag=True)
 @debug_option
 def agent_cmd(agent_dir, manifest, world, robot, bind, peers_file, profile, mode, hz, swarm_id, drop, delay_steps, msg_timeout, seed, metrics_path,
-              trusted_keys, as_json, debug):
+              trusted_keys, world_timeout, reconnect, as_json, debug):
     """Run AGENT_DIR (agent_<i> of a bundle from marl-export) as one agent.
 
     It checks the folder against the bundle's swarm.json (sha256, version,
@@ -53,7 +56,9 @@ def agent_cmd(agent_dir, manifest, world, robot, bind, peers_file, profile, mode
     previous step's messages from its neighbours, act, message straight to
     its current neighbours, action to the robot. SIGINT/SIGTERM stop it.
     With --trusted-key, swarm.json must carry a signature (swarm.json.sig) by
-    one of the keys, and every file must match the signed sha256."""
+    one of the keys, and every file must match the signed sha256.
+    Counted absent by the world (a stall), it starts over and rejoins by
+    itself; a world silent for --world-timeout seconds ends it with exit 3."""
     from ..robots.sim import SimRobot
     from ..wire import protocol as P
     from ..runtime.agent import AgentOptions, AgentProcess, bundle_id
@@ -101,9 +106,10 @@ def agent_cmd(agent_dir, manifest, world, robot, bind, peers_file, profile, mode
     opts = AgentOptions(bind=pick(bind, "bind", "tcp://127.0.0.1:*"), mode=pick(mode, "mode", "lockstep"), hz=float(pick(hz, "hz", 20.0)),
                         drop=float(pick(drop, "drop", 0.0)), seed=int(pick(seed, "seed", 0)), metrics_path=pick(metrics_path, "metrics"), peers=peers,
                         delay_steps=int(pick(delay_steps, "delay_steps", 0)), msg_timeout_s=float(pick(msg_timeout, "msg_timeout", 2.0)),
-                        trusted_keys=trusted)
-    if opts.delay_steps < 0 or opts.msg_timeout_s < 0 or not opts.hz > 0:
-        raise BundleError("--delay-steps and --msg-timeout must be >= 0, --hz > 0")
+                        trusted_keys=trusted,
+                        world_timeout_s=float(pick(world_timeout, "world_timeout", 10.0)), reconnect=bool(pick(reconnect, "reconnect", False)))
+    if opts.delay_steps < 0 or opts.msg_timeout_s < 0 or not opts.hz > 0 or not opts.world_timeout_s >= 0:
+        raise BundleError("--delay-steps, --msg-timeout and --world-timeout must be >= 0, --hz > 0")
     if not 0.0 <= opts.drop < 1.0:
         raise BundleError(f"--drop must be in [0, 1), got {opts.drop}")
     if not manifest.is_file():
@@ -121,6 +127,9 @@ def agent_cmd(agent_dir, manifest, world, robot, bind, peers_file, profile, mode
     res = proc.run()
     if as_json:
         emit_json(res)
+    if proc.gave_up:
+        click.echo(proc.gave_up, err=True)
+        return 3
     return 0
 
 

@@ -90,7 +90,7 @@ def swarm_cmd(bundle_dir, episodes, seed, transport, mode, hz, drop, delay_steps
     for a in res["absences"]:
         say(f"fault    agent {a['agent']} absent from step {a['step']} ({a['why']}); its robot no-ops, neighbours mask it")
     for r in res["rejoins"]:
-        say(f"fault    agent {r['agent']} rejoined at step {r['step']}")
+        say(f"fault    agent {r['agent']} rejoined at step {r['step']} ({r.get('why') or 'absent'}, gone {r.get('absent_s', 0):g} s)")
     if as_json:
         emit_json({k: v for k, v in res.items() if k != "per_agent"} | {"per_agent": res["per_agent"]})
     return 0

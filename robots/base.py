@@ -41,8 +41,22 @@ class Stop:
         self.reason = reason
 
 
+class Absent:
+    """Returned by ``observe`` when the world says it counts this agent absent
+    (it stalled past the heartbeat timeout): the agent starts over with a
+    fresh state and calls ``rejoin``."""
+
+    def __init__(self, reason: str = "absent") -> None:
+        self.reason = reason
+
+
 class RobotAdapter(ABC):
     """One robot. All methods are called from the agent's single thread."""
+
+    # True when the world answers every heartbeat (the ZeroMQ world does): the
+    # agent then measures the world's silence from ``connect``, otherwise from
+    # the first observation (a link that is silent until the run starts)
+    answers_heartbeats = False
 
     @abstractmethod
     def connect(self, agent_id: int, hello: dict[str, Any]) -> None:
@@ -61,6 +75,18 @@ class RobotAdapter(ABC):
 
     def heartbeat(self) -> None:
         """Tell whoever supervises the robot that the agent is alive."""
+
+    def rejoin(self) -> None:
+        """Say hello again (as ``connect`` did): the world counted this agent
+        absent, or went silent. A link whose heartbeat already takes an agent
+        back (``robots.udp``) need not do more."""
+
+    @property
+    def last_heard(self) -> float:
+        """``time.monotonic()`` when the last valid frame came from the world or
+        robot, counting the ones ``observe`` does not return (a heartbeat's
+        answer); 0.0 if the adapter does not keep it."""
+        return 0.0
 
     def goodbye(self, metrics: dict[str, Any]) -> None:
         """Last words before ``close`` (the simulated robot forwards metrics)."""

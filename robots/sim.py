@@ -1,15 +1,20 @@
 """The simulated robot: a ``RobotAdapter`` that talks to the world simulator
-(``runtime.world``) over a ZeroMQ DEALER socket. torch-free."""
+(``runtime.world``) over a ZeroMQ DEALER socket. torch-free.
+
+The world answers every heartbeat (docs/protocol.md §7): ``hb`` (it is there;
+``last_heard``), ``absent`` (it counts this agent absent: ``observe`` returns
+``Absent`` and the agent calls ``rejoin``, which says hello again) or ``stop``."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
 import zmq
 
 from ..wire import protocol as P
-from .base import Observation, RobotAdapter, Stop
+from .base import Absent, Observation, RobotAdapter, Stop
 
 POLLIN, NOBLOCK = int(zmq.POLLIN), int(zmq.NOBLOCK)  # plain ints: no enum arithmetic per call
 WORLD = P.WORLD
@@ -19,6 +24,8 @@ class SimRobot(RobotAdapter):
     """``observe`` returns the observation and availability as views of the
     adapter's own buffers (no allocation per step): they hold until the next
     ``observe``; copy them to keep them longer."""
+
+    answers_heartbeats = True
 
     def __init__(self, world: str, expect: P.Expect, ctx: zmq.Context | None = None) -> None:
         self.world, self.ex = world, expect
@@ -33,6 +40,8 @@ class SimRobot(RobotAdapter):
         self.obs_bytes, self.avail_bytes = bytearray(4 * expect.obs_dim), bytearray(expect.n_actions)
         self.obs = np.frombuffer(self.obs_bytes, dtype=np.float32)  # what observe returns, refilled in place
         self.avail = np.frombuffer(self.avail_bytes, dtype=np.bool_)
+        self.hello: dict[str, Any] = {}
+        self._heard = 0.0  # time.monotonic() of the world's last hb or absent
 
     def connect(self, agent_id: int, hello: dict[str, Any]) -> None:
         self.agent_id = agent_id
@@ -42,7 +51,15 @@ class SimRobot(RobotAdapter):
         s.connect(self.world)
         self.sock = s
         self.pollset = [(s, POLLIN)]
+        self.hello = dict(hello)
         self._send("hello", **hello)
+
+    def rejoin(self) -> None:
+        self._send("hello", **self.hello)
+
+    @property
+    def last_heard(self) -> float:
+        return self._heard
 
     def _send(self, kind: str, ep: int = 0, t: int = 0, **fields: Any) -> None:
         assert self.sock is not None
@@ -80,6 +97,18 @@ class SimRobot(RobotAdapter):
                 return Observation(env["ep"], env["t"], env["o"], env["av"], env["in"], env["to"], bool(env.get("first")), peers)
             elif env["k"] == "stop":
                 return Stop(str(env.get("why", "stop")))
+            elif env["k"] == "absent":
+                self._heard = time.monotonic()
+                return Absent(str(env.get("why", "absent")))
+            elif env["k"] == "hb":  # the world answered a heartbeat: it is there; wait on as if nothing had come
+                self._heard = time.monotonic()
+                if not zmq.zmq_poll(self.pollset, self.rcvtimeo):
+                    return None
+                try:
+                    frame = sock.recv(NOBLOCK)
+                except zmq.Again:
+                    return None
+                continue
             else:
                 self.counters.bad("unexpected kind from the world")
             if not zmq.zmq_poll(self.pollset, 0):

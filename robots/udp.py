@@ -132,6 +132,10 @@ class UdpRobot(RobotAdapter):
     def heartbeat(self) -> None:
         self._send(encode_hello(self.agent_id, self.hello["addr"], self.hello["swarm"], self.hello["pid"], heartbeat=True))
 
+    def rejoin(self) -> None:
+        """A HELLO (the device takes the agent back from any HEARTBEAT as well)."""
+        self._send(encode_hello(self.agent_id, self.hello["addr"], self.hello["swarm"], self.hello["pid"]))
+
     def goodbye(self, metrics: dict[str, Any]) -> None:
         if self.sock is not None:
             self._send(encode_bye(self.agent_id, metrics))

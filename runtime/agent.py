@@ -10,6 +10,13 @@ the message path); hand the action to the robot.
 Every received frame is validated (``wire.protocol``); bad ones are
 counted and dropped. SIGINT/SIGTERM end the loop cleanly: sockets closed,
 metrics written.
+
+Liveness (docs/protocol.md §7): when the world says it counts this agent
+absent (``Absent``: it stalled past the heartbeat timeout), the agent starts
+over -- policy reset, previous action zeroed, stored messages dropped -- and
+says hello again. When nothing comes from the world for ``world_timeout_s``
+the agent gives up (``gave_up``: one line; ``marl-agent`` exits 3), or, with
+``reconnect``, keeps saying hello until the world is back.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from ..robots.base import Observation, RobotAdapter, Stop
+from ..robots.base import Absent, Observation, RobotAdapter, Stop
 from ..wire import protocol as P
 from .bundle import MANIFEST, BundleError, load_agent_dir, read_manifest
 from .metrics import percentiles
@@ -36,6 +43,8 @@ from .transport import inbox_socket, peer_socket
 # plain ints: pyzmq's enum flags cost a Python-level enum operation on every use
 POLLIN, NOBLOCK = int(zmq.POLLIN), int(zmq.NOBLOCK)
 DRAIN_EVERY = 16  # lock-step: read every waiting inbox frame at least this often (steps)
+REJOIN_QUIET_S = 1.0  # after a rejoin hello, ``absent`` frames (answers to older frames) are ignored this long, or until an obs
+HELLO_EVERY_S = 1.0  # reconnect: say hello this often while the world is silent
 
 
 @dataclass
@@ -51,6 +60,8 @@ class AgentOptions:
     metrics_path: str | None = None
     peers: dict[int, str] | None = None  # static peer endpoints (real robots); the world sends them otherwise
     trusted_keys: Any = None  # public-key files or a signing.TrustedKeys: the manifest must be signed by one of them
+    world_timeout_s: float = 10.0  # give up after this long without a frame from the world (0: wait forever)
+    reconnect: bool = False  # instead of giving up, keep saying hello until the world is back
 
 
 class AgentProcess:
@@ -98,6 +109,8 @@ class AgentProcess:
         self.prev_batched = self.prev_action[None]
         self.cur = (-1, 0)  # (episode, step) being acted on
         self._stop = False
+        self.rejoins = 0  # times this agent started over and said hello again
+        self.gave_up: str | None = None  # why the agent stopped waiting for a silent world (one line)
 
     # ---- lifecycle ------------------------------------------------------------------
     def _on_signal(self, signum: int, frame: Any) -> None:
@@ -114,17 +127,55 @@ class AgentProcess:
         self.pollset = [(s, POLLIN)]  # for zmq.zmq_poll: one C call, no Poller bookkeeping
         self.robot.connect(self.id, {"addr": addr, "pid": os.getpid(), "bundle": self.swarm})
         reason = "signal"
+        robot, mono = self.robot, time.monotonic
+        wt = self.opts.world_timeout_s
+        heard = mono() if robot.answers_heartbeats else None  # the world's last frame (None: silence not measured yet)
+        hello_at = -1e9  # when this agent last said hello again
+        lost = False  # reconnect: the world fell silent
         try:
             realtime = self.opts.mode == "realtime"
             while not self._stop:
-                ob = self.robot.observe(self.opts.heartbeat_s)
+                ob = robot.observe(self.opts.heartbeat_s)
                 if ob is None:
                     self._drain_ready()
-                    self.robot.heartbeat()
+                    robot.heartbeat()
+                    if heard is not None and wt > 0:
+                        now = mono()
+                        silent = now - max(heard, robot.last_heard)
+                        if silent > wt:
+                            if not self.opts.reconnect:
+                                self.gave_up = f"agent {self.id}: no frame from the world for {wt:.1f} s; giving up"
+                                reason = "world silent"
+                                break
+                            if not lost:
+                                lost = True
+                                print(f"agent {self.id}: no frame from the world for {wt:.1f} s; saying hello until it is back",
+                                      file=sys.stderr, flush=True)
+                            if now - hello_at >= HELLO_EVERY_S:
+                                self._start_over()
+                                robot.rejoin()
+                                hello_at = now
+                        elif lost:
+                            lost = False
+                            print(f"agent {self.id}: the world is back", file=sys.stderr, flush=True)
                     continue
+                heard = mono()
+                if lost:
+                    lost = False
+                    print(f"agent {self.id}: the world is back", file=sys.stderr, flush=True)
                 if isinstance(ob, Stop):
                     reason = ob.reason
                     break
+                if isinstance(ob, Absent):
+                    # the world counts this agent absent: start over and say hello again
+                    # (once: the answers to frames sent before that hello say absent too)
+                    if heard - hello_at >= REJOIN_QUIET_S:
+                        self._start_over()
+                        robot.rejoin()
+                        hello_at = heard
+                        self.rejoins += 1
+                    continue
+                hello_at = -1e9  # served again: the next absent is news
                 # lock-step reads the frames it waits for as it needs them (_inbox); everything
                 # else waiting (stale, invalid) is read here every DRAIN_EVERY steps, when idle
                 # and at the end: asking "is there more?" costs system calls, so not every step
@@ -145,6 +196,14 @@ class AgentProcess:
                 with open(self.opts.metrics_path, "a") as f:
                     f.write(json.dumps(metrics) + "\n")
         return metrics
+
+    def _start_over(self) -> None:
+        """Before saying hello again: a fresh recurrent state, no previous
+        action, no messages kept from before (the world's next obs is ``first``)."""
+        self.policy.reset()
+        self.prev_action[:] = 0.0
+        self._drain_ready()
+        self.store.clear()
 
     def _close(self) -> None:
         for p in self.push.values():
@@ -358,6 +417,7 @@ class AgentProcess:
             "pid": os.getpid(),
             "steps": self.steps,
             "stopped": reason,
+            "rejoins": self.rejoins,
             "act_us": percentiles(np.asarray(self.act_ns) / 1e3),
             "step_us": percentiles(np.asarray(self.step_ns) / 1e3),
             "wait_us": percentiles(np.asarray(self.wait_ns) / 1e3),

@@ -78,6 +78,15 @@ class Transport(ABC):
     def send_stop(self, i: int, why: str) -> None:
         """Tell agent ``i`` to stop."""
 
+    def send_hb(self, i: int) -> None:
+        """Answer live agent ``i``'s heartbeat: the world is there. (A link
+        without such a frame sends nothing.)"""
+
+    def send_absent(self, i: int, why: str) -> None:
+        """Tell agent ``i`` that the world counts it absent (``why``): it says
+        hello again to rejoin. (A link without such a frame sends nothing:
+        UDP takes a heartbeat from an absent agent as its rejoin.)"""
+
     @abstractmethod
     def close(self) -> None:
         pass
@@ -202,6 +211,12 @@ class ZmqTransport(Transport):
 
     def send_stop(self, i: int, why: str) -> None:
         self._send_frame(i, P.encode(self.swarm, P.WORLD, "stop", why=why))
+
+    def send_hb(self, i: int) -> None:
+        self._send_frame(i, P.encode(self.swarm, P.WORLD, "hb"))
+
+    def send_absent(self, i: int, why: str) -> None:
+        self._send_frame(i, P.encode(self.swarm, P.WORLD, "absent", why=why))
 
     def _send_frame(self, i: int, frame: bytes) -> None:
         c = self.counters

@@ -16,6 +16,11 @@ Liveness: agents say hello, then act or send heartbeats. One silent for
 (it leaves every ``in``/``to`` list, so nobody waits for it) and its robot
 no-ops. A hello from an absent agent is a rejoin: it starts over with a
 fresh recurrent state (``first``) and an empty inbox for its first step.
+The world answers an agent's heartbeat (``hb`` while it is live, ``absent``
+while it is not, ``stop`` once the run is over; an ``act`` from an absent
+agent gets ``absent`` too), at most every ``REPLY_EVERY_S`` per agent: an
+agent that stalled past the timeout learns it and says hello again, and an
+agent that hears nothing at all knows the world is gone (docs/protocol.md §7).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from ..envs import episode_seeds
 from ..wire import protocol as P
 from .bundle import Bundle
 from .transport import Transport
+
+REPLY_EVERY_S = 0.1  # the world answers an agent's hb (or an absent agent's act) at most this often
 
 
 @dataclass
@@ -77,6 +84,8 @@ class World:
         self.last_seen = np.zeros(self.n)
         self.fresh = np.zeros(self.n, dtype=bool)  # (re)joined: first step starts over
         self.live_prev = np.zeros(self.n, dtype=bool)  # who was served (and so could send) last step
+        self.replied_at = [-1e9] * self.n  # when agent i's hb (or absent act) was last answered (perf_counter)
+        self.absent_why: dict[int, tuple[str, float]] = {}  # agent -> why and when it was last marked absent
         self.peers_version = 0
         self.peers_sent = np.full(self.n, -1)
         self.stats = WorldStats()
@@ -105,7 +114,8 @@ class World:
         kind = env["k"]
         if kind == "hello":
             if not self.live[i] and i in self.addr:
-                self.stats.rejoins.append({"agent": i, "step": self.global_step})
+                why, since = self.absent_why.get(i, ("", now))
+                self.stats.rejoins.append({"agent": i, "step": self.global_step, "why": why, "absent_s": round(now - since, 3)})
             self.addr[i] = env["addr"]
             self.live[i] = True
             self.fresh[i] = True
@@ -115,9 +125,12 @@ class World:
             self.bye[i] = env.get("m") if isinstance(env.get("m"), dict) else {}
             self._absent(i, "bye")
         elif not self.live[i]:
-            c.stale += 1  # an absent agent must say hello again
+            c.stale += 1  # an absent agent must say hello again: tell it so
+            if kind in ("hb", "act"):
+                self._reply(i, now)
         elif kind == "hb":
             self.last_seen[i] = now
+            self._reply(i, now)
         elif kind == "act":
             self.last_seen[i] = now
             if (env["ep"], env["t"]) == self.cur:
@@ -128,9 +141,24 @@ class World:
         else:
             c.bad(f"unexpected kind {kind}")
 
+    def _reply(self, i: int, now: float) -> None:
+        """Answer agent ``i``'s heartbeat (or an absent agent's action), rate-limited:
+        ``hb`` if it is live, ``stop`` if the run is over, ``absent`` otherwise."""
+        if now - self.replied_at[i] < REPLY_EVERY_S:
+            return
+        self.replied_at[i] = now
+        if self.finished:
+            if i not in self.bye:
+                self.transport.send_stop(i, "done")  # (again: it may have stalled through the first)
+        elif self.live[i]:
+            self.transport.send_hb(i)
+        else:
+            self.transport.send_absent(i, self.absent_why.get(i, ("not joined", 0.0))[0])
+
     def _absent(self, i: int, why: str) -> None:
         if self.live[i]:
             self.live[i] = False
+            self.absent_why[i] = (why, time.perf_counter())
             if not self.finished:
                 self.stats.absences.append({"agent": i, "step": self.global_step, "why": why})
 

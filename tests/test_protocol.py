@@ -51,6 +51,7 @@ BAD = {
     "to: agent ids must be distinct ints in 0..5": envelope(SW, -1, "obs", o=np.zeros(5, np.float32), av=np.ones(3, bool), to=[1, 1]),
     "action out of range": envelope(SW, 2, "act", a=3),
     "hello: bad address": envelope(SW, 2, "hello", addr=5),
+    "absent not from the world": envelope(SW, 2, "absent", why="silent"),
     "oversized": b"\x00" * (P.MAX_FRAME + 1),
 }
 
@@ -65,6 +66,13 @@ def test_a_good_obs_frame_decodes_to_arrays():
     env = P.decode(f, EX)
     assert env["o"].tolist() == [0, 1, 2, 3, 4] and env["av"].tolist() == [True, False, True]
     assert env["in"] == [4] and env["to"] == [0, 3] and env["first"] is True
+
+
+def test_the_worlds_answers_to_a_heartbeat_decode():
+    """docs/protocol.md §7: the world answers an hb with hb, absent or stop (from -1)."""
+    assert P.decode(P.encode(SW, P.WORLD, "hb"), EX)["k"] == "hb"
+    env = P.decode(P.encode(SW, P.WORLD, "absent", why="silent"), EX)
+    assert env["k"] == "absent" and env["from"] == -1 and env["why"] == "silent"
 
 
 def test_counters_group_reasons():

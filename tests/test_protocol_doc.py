@@ -117,7 +117,7 @@ def doc_agent_main(argv: list[str]) -> int:
             return bad("version")
         if env.get("sw") != swarm:
             return bad("foreign swarm")
-        if env.get("k") not in ("msg", "hello", "obs", "act", "hb", "stop", "bye"):
+        if env.get("k") not in ("msg", "hello", "obs", "act", "hb", "stop", "bye", "absent"):
             return bad("unknown kind")
         if not (is_int(env.get("from")) and -1 <= env["from"] < n):
             return bad("unknown sender")
@@ -182,6 +182,7 @@ def doc_agent_main(argv: list[str]) -> int:
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     t_act: list[float] = []
+    rejoined_at = -1e9
     send("hello", addr=addr, pid=os.getpid())
     give_up = time.monotonic() + 180  # a safety net: the test's own timeout is shorter
     try:
@@ -204,9 +205,21 @@ def doc_agent_main(argv: list[str]) -> int:
                                             "received_bytes": log["received_bytes"], "dropped": 0, "stale": log["stale"], "invalid": log["invalid"]},
                                "act_us": {"p50": float(np.median(t_act)) if t_act else 0.0, "p99": float(np.max(t_act)) if t_act else 0.0, "n": len(t_act)}})
                 break
+            if env["k"] == "hb":  # §7: the world answered a heartbeat
+                continue
+            if env["k"] == "absent":  # §7: counted absent; start over and say hello again, once
+                if time.monotonic() - rejoined_at >= 1.0:
+                    rejoined_at = time.monotonic()
+                    hidden[:] = 0.0
+                    prev[:] = 0.0
+                    drain(0)
+                    store.clear()
+                    send("hello", addr=addr, pid=os.getpid())
+                continue
             if env["k"] != "obs":
                 bad("unexpected kind from the world")
                 continue
+            rejoined_at = -1e9
             o = vec(env.get("o"), obs_dim)
             av = env.get("av", b"")
             inn, to = ids(env.get("in", []), k_max if k_max else n), ids(env.get("to", []), n)

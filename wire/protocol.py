@@ -6,7 +6,7 @@ Every frame is one msgpack map ("envelope") with string keys:
     v     int     protocol version (1)
     sw    str     swarm id (a frame from another swarm is invalid)
     from  int     sender: agent id 0..n-1, or -1 for the world
-    k     str     kind: msg | hello | obs | act | hb | stop | bye
+    k     str     kind: msg | hello | obs | act | hb | stop | bye | absent
     ep    int     episode index (>= 0)
     t     int     step within the episode (>= 0)
     ...           kind-specific fields (below); float vectors are raw
@@ -43,7 +43,7 @@ import numpy as np
 VERSION = 1
 WORLD = -1
 MAX_FRAME = 1 << 20  # 1 MiB: anything larger is invalid before decoding
-KINDS = ("msg", "hello", "obs", "act", "hb", "stop", "bye")
+KINDS = ("msg", "hello", "obs", "act", "hb", "stop", "bye", "absent")  # absent: world -> agent, "say hello again"
 F32 = np.dtype("<f4")
 
 
@@ -190,7 +190,7 @@ PER_STEP = {"msg": "MsgCodec", "obs": "ObsCodec", "act": "ActCodec"}
 
 
 def encode(swarm: str, sender: int, kind: str, ep: int = 0, t: int = 0, **fields: Any) -> bytes:
-    """A control frame (hello, hb, stop, bye) with msgpack's smallest widths.
+    """A control frame (hello, hb, stop, bye, absent) with msgpack's smallest widths.
     numpy arrays become raw float32 / uint8 bytes. The per-step kinds have
     their codecs (``PER_STEP``)."""
     if kind not in KINDS:
@@ -342,6 +342,9 @@ def decode(frame: bytes, ex: Expect) -> dict[str, Any] | str:
             return "hello from the world"
         if not isinstance(env.get("addr"), str) or len(env["addr"]) > 512:
             return "hello: bad address"
+    elif kind == "absent":
+        if sender != WORLD:
+            return "absent not from the world"
     return env
 
 
