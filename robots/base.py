@@ -53,11 +53,6 @@ class Absent:
 class RobotAdapter(ABC):
     """One robot. All methods are called from the agent's single thread."""
 
-    # True when the world answers every heartbeat (the ZeroMQ world does): the
-    # agent then measures the world's silence from ``connect``, otherwise from
-    # the first observation (a link that is silent until the run starts)
-    answers_heartbeats = False
-
     @abstractmethod
     def connect(self, agent_id: int, hello: dict[str, Any]) -> None:
         """Open the link to the robot (and announce ``hello``: the agent's

@@ -25,8 +25,6 @@ class SimRobot(RobotAdapter):
     adapter's own buffers (no allocation per step): they hold until the next
     ``observe``; copy them to keep them longer."""
 
-    answers_heartbeats = True
-
     def __init__(self, world: str, expect: P.Expect, ctx: zmq.Context | None = None) -> None:
         self.world, self.ex = world, expect
         self.ctx = ctx or zmq.Context.instance()

@@ -129,7 +129,9 @@ class AgentProcess:
         reason = "signal"
         robot, mono = self.robot, time.monotonic
         wt = self.opts.world_timeout_s
-        heard = mono() if robot.answers_heartbeats else None  # the world's last frame (None: silence not measured yet)
+        # the world's last frame; None until the first one: the silence clock starts when the world is first
+        # heard (robots and their agents may be started long before the world, as deployments do)
+        heard: float | None = None
         hello_at = -1e9  # when this agent last said hello again
         lost = False  # reconnect: the world fell silent
         try:
@@ -139,6 +141,8 @@ class AgentProcess:
                 if ob is None:
                     self._drain_ready()
                     robot.heartbeat()
+                    if heard is None and robot.last_heard:
+                        heard = robot.last_heard  # the world answered a heartbeat: it is up
                     if heard is not None and wt > 0:
                         now = mono()
                         silent = now - max(heard, robot.last_heard)

@@ -371,3 +371,23 @@ def test_reconnect_says_hello_until_a_world_is_back(bundle, tmp_path):
         m = json.loads((tmp_path / f"m{i}.jsonl").read_text().splitlines()[-1])
         assert m["stopped"] == "done"
     assert no_children_left()
+
+
+def test_agents_started_before_their_world_wait_for_it(bundle, tmp_path):
+    """The silence clock starts at the world's first frame: robots booted before the
+    workstation wait past --world-timeout, then play the whole run."""
+    ep = f"ipc://{tmp_path}/w.sock"
+    agents = _agents(bundle, ep, tmp_path, "--world-timeout", "1")
+    world = None
+    try:
+        time.sleep(2.5)  # more than twice the timeout with no world at all
+        assert all(a.poll() is None for a in agents), [a.stderr.read() for a in agents if a.poll() is not None]
+        world = _world(bundle, ep, 2)
+        assert world.wait(timeout=60) == 0, world.stderr.read()[-2000:]
+        rcs = [a.wait(timeout=30) for a in agents]
+    finally:
+        _stop_all(agents + ([world] if world is not None else []))
+    assert rcs == [0] * N
+    for i in range(N):
+        assert json.loads((tmp_path / f"m{i}.jsonl").read_text().splitlines()[-1])["stopped"] == "done"
+    assert no_children_left()
