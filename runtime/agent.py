@@ -89,7 +89,7 @@ class AgentProcess:
         self.push: dict[int, zmq.Socket] = {}
         self.peers: dict[int, str] = dict(opts.peers or {})
         self.store: dict[tuple[int, int, int], np.ndarray] = {}  # (sender, ep, t) -> message
-        self.early: dict[int, int] = {}  # before the first obs: messages kept per sender (at most AHEAD)
+        self.early: dict[int, list[tuple[int, int, int]]] = {}  # before the first obs: each sender's last AHEAD messages kept
         self.store_peak = 0  # the most messages the store held (bounded: about n x (AHEAD + 3))
         self.max_msg = P.max_message_size(self.ex)  # ZMQ_MAXMSGSIZE of every socket
         self.rng = np.random.default_rng([opts.seed, 1000 + self.id])
@@ -138,7 +138,7 @@ class AgentProcess:
                 self._step(ob)
         finally:
             try:
-                self._drain_ready()  # count what is still waiting before reporting
+                self._drain_ready(final=True)  # count what is still waiting before reporting
             except zmq.ZMQError:
                 pass
             metrics = self.metrics(reason)
@@ -179,7 +179,17 @@ class AgentProcess:
         if ob.first:
             policy.reset()
             prev[:] = 0.0
-            self.store = {k: v for k, v in self.store.items() if k[1] >= ep and not (k[1] == ep and k[2] < t - 1)}
+            # keep what this step's window allows (kept before the first obs: at most AHEAD per sender)
+            old = self.store
+            self.store = {k: v for k, v in old.items()
+                          if (k[1] == ep and t - 1 <= k[2] <= t + AHEAD) or (k[1] == ep + 1 and k[2] < AHEAD)}
+            if self.early:
+                self.early.clear()
+                ahead = sum(1 for k in old if (k[1], k[2]) > (ep, t) and k not in self.store)
+                if ahead:
+                    c = self.c
+                    c.invalid += ahead
+                    c.invalid_reasons["too far ahead"] = c.invalid_reasons.get("too far ahead", 0) + ahead
         d = self.d
         msg_in = msg_mask = None
         if d:
@@ -323,10 +333,12 @@ class AgentProcess:
         c.received += received
         c.received_bytes += nbytes
 
-    def _drain_ready(self) -> None:
-        """Read every frame already waiting in the inbox."""
+    def _drain_ready(self, final: bool = False) -> None:
+        """Read every frame already waiting in the inbox. Not before the first obs
+        (unless ``final``): the window of what may be kept is known from then on,
+        and until then the frames wait in libzmq's queue (``RCVHWM`` per connection)."""
         s = self.inbox_sock
-        if s is None:
+        if s is None or (self.cur[0] < 0 and not final):
             return
         pollset = self.pollset
         while zmq.zmq_poll(pollset, 0):
@@ -387,12 +399,12 @@ class AgentProcess:
             c.bad("duplicate")
             return None
         cep, ct = cur
-        if cep < 0:  # before the first obs: at most AHEAD per sender
-            k = self.early.get(sender, 0)
-            if k >= AHEAD:
+        if cep < 0:  # the step is unknown (no obs yet: the final drain only): each sender's AHEAD latest arrivals
+            kept = self.early.setdefault(sender, [])
+            if len(kept) >= AHEAD:  # a sender's current message comes last: the earlier ones go
+                store.pop(kept.pop(0), None)
                 c.bad("too far ahead")
-                return None
-            self.early[sender] = k + 1
+            kept.append(key)
         elif ep > cep + 1 or (ep == cep and t > ct + AHEAD) or (ep > cep and t >= AHEAD):
             c.bad("too far ahead")  # refused, so the store stays within n x (AHEAD + 3) or so, whatever a sender floods
             return None

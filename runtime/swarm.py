@@ -227,7 +227,7 @@ class Launcher:
             stats = world.run(on_step=on_step, progress=progress)
             world.stop()
         except TimeoutError as e:
-            logs = "; ".join(f"agent {i}: {(self.tmp / f'agent_{i}.log').read_text()[-300:].strip()}" for i in range(self.n)
+            logs = "; ".join(f"agent {i}: {' | '.join((self.tmp / f'agent_{i}.log').read_text()[-300:].split())}" for i in range(self.n)
                              if (self.tmp / f"agent_{i}.log").exists() and (self.tmp / f"agent_{i}.log").stat().st_size)
             raise BundleError(f"{e}{' -- ' + logs if logs else ''}") from None
         finally:
