@@ -350,7 +350,8 @@ def _pids_with(text: str) -> list[int]:
     return out
 
 
-def test_temp_folder_removed_and_agents_stopped_after_sigterm(bundles, short_tmp):
+@pytest.mark.parametrize("sig,rc,said", [(signal.SIGTERM, 128 + signal.SIGTERM, "terminated"), (signal.SIGINT, 130, "aborted")])
+def test_temp_folder_removed_and_agents_stopped_after_a_signal(bundles, short_tmp, sig, rc, said):
     env = {**os.environ, "TMPDIR": str(short_tmp)}
     p = subprocess.Popen([sys.executable, "-m", "marl_edge.cli.swarm", str(bundles["talk"]), "--episodes", "100000", "--quiet"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
@@ -362,14 +363,14 @@ def test_temp_folder_removed_and_agents_stopped_after_sigterm(bundles, short_tmp
         folder = list(short_tmp.glob("marl-swarm-*"))
         assert len(folder) == 1
         assert _pids_with(str(folder[0]))  # its agents
-        p.send_signal(signal.SIGTERM)
-        rc = p.wait(timeout=30)
+        p.send_signal(sig)
+        code = p.wait(timeout=30)
     finally:
         if p.poll() is None:
             p.kill()
             p.wait()
     err = p.stderr.read().decode()
-    assert rc == 128 + signal.SIGTERM and "terminated" in err and "Traceback" not in err, err[-2000:]
+    assert code == rc and said in err and "Traceback" not in err, err[-2000:]
     assert not list(short_tmp.glob("marl-swarm-*"))
     deadline = time.time() + 10
     while _pids_with(str(folder[0])) and time.time() < deadline:
