@@ -89,7 +89,6 @@ class AgentProcess:
         self.push: dict[int, zmq.Socket] = {}
         self.peers: dict[int, str] = dict(opts.peers or {})
         self.store: dict[tuple[int, int, int], np.ndarray] = {}  # (sender, ep, t) -> message
-        self.early: dict[int, list[tuple[int, int, int]]] = {}  # before the first obs: each sender's last AHEAD messages kept
         self.store_peak = 0  # the most messages the store held (bounded: about n x (AHEAD + 3))
         self.max_msg = P.max_message_size(self.ex)  # ZMQ_MAXMSGSIZE of every socket
         self.rng = np.random.default_rng([opts.seed, 1000 + self.id])
@@ -179,17 +178,9 @@ class AgentProcess:
         if ob.first:
             policy.reset()
             prev[:] = 0.0
-            # keep what this step's window allows (kept before the first obs: at most AHEAD per sender)
-            old = self.store
-            self.store = {k: v for k, v in old.items()
+            # keep what this step's window allows (nothing is read before the first obs: see _drain_ready)
+            self.store = {k: v for k, v in self.store.items()
                           if (k[1] == ep and t - 1 <= k[2] <= t + AHEAD) or (k[1] == ep + 1 and k[2] < AHEAD)}
-            if self.early:
-                self.early.clear()
-                ahead = sum(1 for k in old if (k[1], k[2]) > (ep, t) and k not in self.store)
-                if ahead:
-                    c = self.c
-                    c.invalid += ahead
-                    c.invalid_reasons["too far ahead"] = c.invalid_reasons.get("too far ahead", 0) + ahead
         d = self.d
         msg_in = msg_mask = None
         if d:
@@ -399,13 +390,10 @@ class AgentProcess:
             c.bad("duplicate")
             return None
         cep, ct = cur
-        if cep < 0:  # the step is unknown (no obs yet: the final drain only): each sender's AHEAD latest arrivals
-            kept = self.early.setdefault(sender, [])
-            if len(kept) >= AHEAD:  # a sender's current message comes last: the earlier ones go
-                store.pop(kept.pop(0), None)
-                c.bad("too far ahead")
-            kept.append(key)
-        elif ep > cep + 1 or (ep == cep and t > ct + AHEAD) or (ep > cep and t >= AHEAD):
+        if cep < 0:  # the final drain of an agent that never got an obs: nothing will be heard
+            c.stale += 1
+            return None
+        if ep > cep + 1 or (ep == cep and t > ct + AHEAD) or (ep > cep and t >= AHEAD):
             c.bad("too far ahead")  # refused, so the store stays within n x (AHEAD + 3) or so, whatever a sender floods
             return None
         store[key] = p
