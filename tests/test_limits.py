@@ -396,3 +396,29 @@ def test_flags_that_would_do_nothing_are_refused(bundles, short_tmp, bundle, arg
     p = _swarm([str(bundles[bundle]), "--episodes", "1", *args], short_tmp)
     assert p.returncode == 2 and p.stderr.strip().startswith(message) and len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert not list(short_tmp.glob("marl-swarm-*"))
+
+
+def test_cli_prints_and_writes_the_invalid_reasons(bundles, monkeypatch, tmp_path):
+    """The printed summary names the reasons; --metrics-out holds them, NaN as null."""
+    from click.testing import CliRunner
+
+    from marl_edge.cli import swarm as cli_swarm
+    from marl_edge.runtime import swarm as rt_swarm
+
+    res = {"mean_return": 1.0, "episodes": 1, "seed": 0, "steps_per_s": 10.0, "step_ms_p50": 1.0, "step_ms_p99": 2.0,
+           "act_latency_us_p50": float("nan"), "act_latency_us_p99": float("nan"), "startup_s": 0.1, "msg_frame_bytes": 73,
+           "msgs_per_step": 1.0, "msg_bytes_per_step": 73.0, "dropped": 0, "stale": 0, "invalid_frames": 7, "world_invalid_frames": 2,
+           "invalid_reasons": {"too far ahead": 5, "unavailable action": 2}, "world_invalid_reasons": {"unavailable action": 2},
+           "late_actions": 0, "absences": [], "rejoins": [], "nobody_acted": False, "steps": 5, "per_agent": []}
+    monkeypatch.setattr(rt_swarm, "run_swarm", lambda *a, **k: dict(res))
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        out = CliRunner().invoke(cli_swarm.swarm_cmd, [str(bundles["silent"]), "--quiet", "--metrics-out", str(tmp_path / "m.jsonl")],
+                                 standalone_mode=False)
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h)
+    assert out.exception is None, out.output
+    assert "invalid  7 frames (too far ahead 5, unavailable action 2); the world's: 2" in out.output
+    summary = json.loads((tmp_path / "m.jsonl").read_text().splitlines()[-1], parse_constant=lambda c: pytest.fail(f"{c} in JSON"))["summary"]
+    assert summary["world_invalid_reasons"] == {"unavailable action": 2} and summary["act_latency_us_p50"] is None
