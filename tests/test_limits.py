@@ -56,6 +56,11 @@ def test_version_must_be_an_int():
     assert P.decode(hb(True), ex) == "version True"
     assert P.decode(hb(1.0), ex) == "version 1.0"
     assert P.decode(hb("1"), ex) == "version '1'"
+    c = P.Counters()  # reasons that quote the sender stay a bounded table
+    for k in range(10_000):
+        c.bad(P.decode(hb(f"junk-{k}" * 50), ex))
+    assert c.invalid == 10_000 and len(c.invalid_reasons) <= P.Counters.MAX_REASONS + 1 and c.invalid_reasons["other"] > 9_000
+    assert max(len(k) for k in c.invalid_reasons) <= 80
 
 
 def test_max_message_size_holds_every_legitimate_frame():

@@ -561,10 +561,15 @@ class Counters:
     invalid: int = 0
     invalid_reasons: dict[str, int] = field(default_factory=dict)
 
+    MAX_REASONS = 32  # distinct reasons kept; a reason can quote the sender (e.g. "version 'junk'"): the rest are "other"
+
     def bad(self, reason: str) -> None:
         self.invalid += 1
-        key = reason.split(":")[0]
-        self.invalid_reasons[key] = self.invalid_reasons.get(key, 0) + 1
+        key = reason.split(":")[0][:80]
+        reasons = self.invalid_reasons
+        if key not in reasons and len(reasons) >= self.MAX_REASONS:
+            key = "other"
+        reasons[key] = reasons.get(key, 0) + 1
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("sent", "sent_bytes", "received", "received_bytes", "dropped", "stale", "invalid")} | {
