@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import signal
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -45,6 +48,7 @@ def swarm_cmd(bundle_dir, episodes, seed, transport, mode, hz, drop, delay_steps
 
     if episodes < 1:
         raise BundleError("--episodes must be >= 1")
+    _signals_raise()
     keys = tuple(str(k) for k in trusted_keys)
     b = load_bundle(bundle_dir, trusted_keys=list(keys) or None)
     if write_profiles is not None:
@@ -77,14 +81,17 @@ def swarm_cmd(bundle_dir, episodes, seed, transport, mode, hz, drop, delay_steps
         with open(metrics_out, "w") as f:
             for a in res["per_agent"]:
                 for sess in a["sessions"]:
-                    f.write(json.dumps(sess) + "\n")
-            f.write(json.dumps({"summary": {k: v for k, v in res.items() if k != "per_agent"}}) + "\n")
+                    f.write(json.dumps(_finite(sess)) + "\n")
+            f.write(json.dumps(_finite({"summary": {k: v for k, v in res.items() if k != "per_agent"}})) + "\n")
     say(f"return   {res['mean_return']:.3f} mean over {res['episodes']} episodes (seed {res['seed']})")
     say(f"speed    {res['steps_per_s']:,.0f} steps/s, step p50 {res['step_ms_p50']:.2f} ms / p99 {res['step_ms_p99']:.2f} ms; "
         f"act p50 {res['act_latency_us_p50']:.1f} µs / p99 {res['act_latency_us_p99']:.1f} µs; start-up {res['startup_s']:.2f} s")
     if res["msg_frame_bytes"]:
         say(f"messages {res['msgs_per_step']:.2f} per step, {res['msg_bytes_per_step']:,.1f} B per step ({res['msg_frame_bytes']} B frames); "
             f"dropped {res['dropped']}, stale {res['stale']}, invalid {res['invalid_frames']}")
+    if res["invalid_frames"]:
+        reasons = ", ".join(f"{k} {v}" for k, v in res["invalid_reasons"].items())
+        say(f"invalid  {res['invalid_frames']} frames ({reasons or 'no reasons reported'}); the world's: {res['world_invalid_frames']}")
     if res["late_actions"]:
         say(f"late     {res['late_actions']} actions missed their tick (those robots no-op'd)")
     for a in res["absences"]:
@@ -92,8 +99,41 @@ def swarm_cmd(bundle_dir, episodes, seed, transport, mode, hz, drop, delay_steps
     for r in res["rejoins"]:
         say(f"fault    agent {r['agent']} rejoined at step {r['step']} ({r.get('why') or 'absent'}, gone {r.get('absent_s', 0):g} s)")
     if as_json:
-        emit_json({k: v for k, v in res.items() if k != "per_agent"} | {"per_agent": res["per_agent"]})
+        emit_json(_finite({k: v for k, v in res.items() if k != "per_agent"} | {"per_agent": res["per_agent"]}))
+    if res["nobody_acted"]:
+        click.echo(f"error: no agent acted in {res['steps']} steps: every robot played the no-op (see the absences above)", err=True)
+        return 1
     return 0
+
+
+def _finite(o: Any) -> Any:
+    """``o`` with every NaN or infinite float as None (JSON has neither)."""
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
+
+
+def _signals_raise() -> None:
+    """SIGTERM (and SIGINT) become exceptions, once, so every ``finally`` runs: the
+    agents are stopped and the temporary folder is removed. A second signal
+    during that clean-up is ignored."""
+    seen = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if seen:
+            return
+        seen.append(signum)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt  # run_command says "interrupted", exit 130
+        click.echo("terminated", err=True)
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
 
 
 def main() -> None:

@@ -45,6 +45,7 @@ class SimRobot(RobotAdapter):
         self.agent_id = agent_id
         s = self.ctx.socket(zmq.DEALER)
         s.setsockopt(zmq.LINGER, 200)
+        s.setsockopt(zmq.MAXMSGSIZE, P.max_message_size(self.ex))  # a larger frame is dropped by libzmq, never allocated
         s.setsockopt(zmq.IDENTITY, f"agent-{agent_id}".encode())
         s.connect(self.world)
         self.sock = s

@@ -22,7 +22,9 @@ the agent gives up (``gave_up``: one line; ``marl-agent`` exits 3), or, with
 from __future__ import annotations
 
 import json
+import math
 import os
+import resource
 import signal
 import sys
 import time
@@ -36,7 +38,7 @@ import zmq
 from ..robots.base import Absent, Observation, RobotAdapter, Stop
 from ..wire import protocol as P
 from .bundle import MANIFEST, BundleError, load_agent_dir, read_manifest
-from .metrics import percentiles
+from .metrics import Latency
 from .policy import OrtPolicy
 from .transport import inbox_socket, peer_socket
 
@@ -45,6 +47,7 @@ POLLIN, NOBLOCK = int(zmq.POLLIN), int(zmq.NOBLOCK)
 DRAIN_EVERY = 16  # lock-step: read every waiting inbox frame at least this often (steps)
 REJOIN_QUIET_S = 1.0  # after a rejoin hello, ``absent`` frames (answers to older frames) are ignored this long, or until an obs
 HELLO_EVERY_S = 1.0  # reconnect: say hello this often while the world is silent
+AHEAD = 3  # the inbox keeps a sender's messages for at most this many steps after the current one (docs/protocol.md §5)
 
 
 @dataclass
@@ -98,11 +101,13 @@ class AgentProcess:
         self.push: dict[int, zmq.Socket] = {}
         self.peers: dict[int, str] = dict(opts.peers or {})
         self.store: dict[tuple[int, int, int], np.ndarray] = {}  # (sender, ep, t) -> message
+        self.store_peak = 0  # the most messages the store held (bounded: about n x (AHEAD + 3))
+        self.max_msg = P.max_message_size(self.ex)  # ZMQ_MAXMSGSIZE of every socket
         self.rng = np.random.default_rng([opts.seed, 1000 + self.id])
         self.c = P.Counters()
-        self.act_ns: list[int] = []  # per step: policy call, inbox wait, whole step (perf_counter_ns)
-        self.step_ns: list[int] = []
-        self.wait_ns: list[int] = []
+        self.act_ns = Latency()  # per step: policy call, inbox wait, whole step (perf_counter_ns), in fixed memory
+        self.step_ns = Latency()
+        self.wait_ns = Latency()
         self.steps = 0
         self.cpu0: float | None = None  # process CPU time at the first step (all threads: ours and ZeroMQ's)
         self.prev_action = np.zeros(spec.n_actions or 1, dtype=np.float32)
@@ -120,7 +125,7 @@ class AgentProcess:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
         try:
-            s, addr = inbox_socket(self.ctx, self.opts.bind)
+            s, addr = inbox_socket(self.ctx, self.opts.bind, self.max_msg)
         except zmq.ZMQError as e:
             raise BundleError(f"agent {self.id}: cannot listen on {self.opts.bind}: {e}") from None
         self.inbox_sock = s
@@ -188,7 +193,7 @@ class AgentProcess:
                 self._step(ob)
         finally:
             try:
-                self._drain_ready()  # count what is still waiting before reporting
+                self._drain_ready(final=True)  # count what is still waiting before reporting
             except zmq.ZMQError:
                 pass
             metrics = self.metrics(reason)
@@ -237,7 +242,9 @@ class AgentProcess:
         if ob.first:
             policy.reset()
             prev[:] = 0.0
-            self.store = {k: v for k, v in self.store.items() if k[1] >= ep and not (k[1] == ep and k[2] < t - 1)}
+            # keep what this step's window allows (nothing is read before the first obs: see _drain_ready)
+            self.store = {k: v for k, v in self.store.items()
+                          if (k[1] == ep and t - 1 <= k[2] <= t + AHEAD) or (k[1] == ep + 1 and k[2] < AHEAD)}
         d = self.d
         msg_in = msg_mask = None
         if d:
@@ -251,9 +258,15 @@ class AgentProcess:
         t2 = pc()
         action = a[0].copy() if continuous else a.item()
         if d and m is not None:
-            frame = self.codec.encode(self.id, ep, t, m)  # m: [1, d], the same d floats
+            codec = self.codec
+            frame = codec.encode(self.id, ep, t, m)  # m: [1, d], the same d floats
             push, me, sent = self.push, self.id, 0
-            for j in ob.send_to:
+            if not math.isfinite(sum(codec.floats.unpack_from(frame, codec.off_p))):  # never send NaN or inf
+                self.c.bad("non-finite msg_out not sent")
+                send_to = ()
+            else:
+                send_to = ob.send_to
+            for j in send_to:
                 if j != me:
                     sock = push.get(j)
                     if sock is None:
@@ -273,12 +286,14 @@ class AgentProcess:
             prev[:] = 0.0
             prev[action] = 1.0
         t3 = pc()
-        self.act_ns.append(t2 - t1)
-        self.wait_ns.append(t1 - t0)
-        self.step_ns.append(t3 - t0)
+        self.act_ns.add(t2 - t1)
+        self.wait_ns.add(t1 - t0)
+        self.step_ns.add(t3 - t0)
         self.steps += 1
         # forget what can no longer be heard
-        if len(self.store) > 4 * self.n:
+        if len(self.store) > (AHEAD + 3) * self.n:
+            if len(self.store) > self.store_peak:
+                self.store_peak = len(self.store)
             self.store = {k: v for k, v in self.store.items() if (k[1], k[2]) >= (ep, t - 1)}
 
     def _send_to(self, j: int, frame: bytes) -> None:
@@ -288,7 +303,7 @@ class AgentProcess:
             if addr is None:
                 self.c.dropped += 1  # nobody told us where agent j listens
                 return
-            sock = self.push[j] = peer_socket(self.ctx, addr)
+            sock = self.push[j] = peer_socket(self.ctx, addr, self.max_msg)
         try:
             sock.send(frame, zmq.NOBLOCK)
             self.c.sent += 1
@@ -313,7 +328,7 @@ class AgentProcess:
         nb = 4 * d  # a message's raw float32 bytes go to its slot (zeros where masked)
         drop = self.opts.drop
         for slot, j in enumerate(senders):
-            m = store.pop((j, ep, t), None)  # heard once, then forgotten
+            m = store.get((j, ep, t))  # heard once (the step moves on); kept until pruned, so a copy counts as a duplicate
             if m is None:
                 if not self.lockstep:
                     self.c.stale += 1  # not here in time: masked
@@ -341,7 +356,7 @@ class AgentProcess:
         while need and not self._stop:
             left = deadline - now
             if left <= 0:
-                return
+                break  # (counting what came)
             if now >= next_hb:  # still here, only waiting
                 self.robot.heartbeat()
                 next_hb = now + hb
@@ -350,10 +365,15 @@ class AgentProcess:
                 sock.setsockopt(zmq.RCVTIMEO, ms)
                 self.rcvtimeo = ms
             try:
-                frame = sock.recv()
+                part = sock.recv(copy=False)
             except zmq.Again:
                 pass
             else:
+                if part.more:  # frames are single-part: refused whole
+                    self._multipart(sock)
+                    now = time.perf_counter()
+                    continue
+                frame = part.bytes
                 r = parse(frame) if parse is not None else None
                 if type(r) is tuple and (key := r[:3]) in need and r[0] != me:
                     # the fast path: a valid fixed-width frame we wait for (current, so never stale)
@@ -368,18 +388,35 @@ class AgentProcess:
         c.received += received
         c.received_bytes += nbytes
 
-    def _drain_ready(self) -> None:
-        """Read every frame already waiting in the inbox."""
+    def _drain_ready(self, final: bool = False) -> None:
+        """Read every frame already waiting in the inbox. Not before the first obs
+        (unless ``final``): the window of what may be kept is known from then on,
+        and until then the frames wait in libzmq's queue (``RCVHWM`` per connection)."""
         s = self.inbox_sock
-        if s is None:
+        if s is None or (self.cur[0] < 0 and not final):
             return
         pollset = self.pollset
         while zmq.zmq_poll(pollset, 0):
             try:
-                frame = s.recv(NOBLOCK)
+                part = s.recv(NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            self._take(frame)
+            if part.more:
+                self._multipart(s)
+            else:
+                self._take(part.bytes)
+
+    def _multipart(self, sock: zmq.Socket) -> None:
+        """A multi-part message (its first part read): count it once, read and discard the rest."""
+        c = self.c
+        c.received += 1
+        more = True
+        while more:
+            try:
+                more = sock.recv(NOBLOCK, copy=False).more  # the parts of a message arrive together
+            except zmq.Again:
+                break
+        c.bad("multi-part message")
 
     def _take(self, frame: bytes, r: Any = None) -> tuple[int, int, int] | None:
         """Validate one inbox frame (``r``: the codec's parse of it, if done); keep
@@ -412,7 +449,20 @@ class AgentProcess:
             c.stale += 1
             return None
         key = (sender, ep, t)
-        self.store[key] = p
+        store = self.store
+        if key in store:  # the first valid copy stays
+            c.bad("duplicate")
+            return None
+        cep, ct = cur
+        if cep < 0:  # the final drain of an agent that never got an obs: nothing will be heard
+            c.stale += 1
+            return None
+        if ep > cep + 1 or (ep == cep and t > ct + AHEAD) or (ep > cep and t >= AHEAD):
+            c.bad("too far ahead")  # refused, so the store stays within n x (AHEAD + 3) or so, whatever a sender floods
+            return None
+        store[key] = p
+        if len(store) > self.store_peak:
+            self.store_peak = len(store)
         return key
 
     def metrics(self, reason: str = "") -> dict[str, Any]:
@@ -422,9 +472,11 @@ class AgentProcess:
             "steps": self.steps,
             "stopped": reason,
             "rejoins": self.rejoins,
-            "act_us": percentiles(np.asarray(self.act_ns) / 1e3),
-            "step_us": percentiles(np.asarray(self.step_ns) / 1e3),
-            "wait_us": percentiles(np.asarray(self.wait_ns) / 1e3),
+            "act_us": self.act_ns.summary(1e-3),
+            "step_us": self.step_ns.summary(1e-3),
+            "wait_us": self.wait_ns.summary(1e-3),
+            "inbox_peak": self.store_peak,  # the most messages the inbox store held
+            "rss_max_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
             "cpu_s": 0.0 if self.cpu0 is None else round(time.process_time() - self.cpu0, 6),  # from the first step on
             "messages": self.c.as_dict(),
             "robot_invalid_frames": self.robot.invalid_frames,

@@ -70,6 +70,20 @@ def parse_at(text: str, n: int, what: str) -> tuple[int, int]:
     return agent, step
 
 
+def check_faults(kills: list[tuple[int, int]], restarts: list[tuple[int, int]]) -> None:
+    """Every ``--restart A@S`` needs agent A killed (``--kill A@S'``, S' < S) after
+    its previous restart: otherwise it would silently do nothing."""
+    events = sorted([(s, 0, a) for a, s in kills] + [(s, 1, a) for a, s in restarts])
+    down: set[int] = set()
+    for s, restart, a in events:
+        if not restart:
+            down.add(a)
+        elif a in down and (s, 0, a) not in events:  # killed strictly before this step
+            down.discard(a)
+        else:
+            raise BundleError(f"--restart {a}@{s}: agent {a} is not killed before step {s} (add --kill {a}@S with S < {s})")
+
+
 def _pdeathsig() -> None:  # runs in the child before exec
     os.setpgrp()
     try:
@@ -88,6 +102,17 @@ def _is_session(s: Any) -> bool:
             and isinstance(a, dict) and all(isinstance(a.get(k), (int, float)) for k in ("n", "p50", "p99")))
 
 
+def _merge(counts: list[Any]) -> dict[str, int]:
+    """Reason -> count, summed over the given maps (anything else skipped)."""
+    out: dict[str, int] = {}
+    for c in counts:
+        if isinstance(c, dict):
+            for k, v in c.items():
+                if isinstance(k, str) and isinstance(v, int):
+                    out[k] = out.get(k, 0) + v
+    return dict(sorted(out.items()))
+
+
 class Launcher:
     def __init__(self, bundle_dir: Path, opts: SwarmOptions) -> None:
         self.bundle = load_bundle(bundle_dir, trusted_keys=list(opts.trusted_keys) or None)
@@ -104,12 +129,16 @@ class Launcher:
             raise BundleError(f"--delay-steps must be >= 0, got {opts.delay_steps}")
         if not 0.0 <= opts.drop < 1.0:
             raise BundleError(f"--drop must be in [0, 1), got {opts.drop}")
-        self.tmp = Path(tempfile.mkdtemp(prefix="marl-swarm-"))
+        if self.bundle.msg_dim == 0 and (opts.drop > 0 or opts.delay_steps > 0):
+            what = "--drop" if opts.drop > 0 else "--delay-steps"
+            raise BundleError(f"{what}: this bundle sends no messages (msg_dim 0), so there is nothing to {'drop' if opts.drop > 0 else 'delay'}")
+        check_faults(opts.kills, opts.restarts)
         self.swarm = opts.swarm_id or f"{bundle_id(self.dir / MANIFEST)}-{os.getpid() % 100000}"
         if not opts.spawn and (opts.kills or opts.restarts):
             raise BundleError("--kill and --restart need the agents started by marl-swarm (drop --no-spawn)")
         self.procs: dict[int, subprocess.Popen] = {}
         self.seed = self.bundle.manifest.source.seed if opts.seed is None else int(opts.seed)
+        self.tmp = Path(tempfile.mkdtemp(prefix="marl-swarm-"))  # last: removed by run() on every way out
 
     def endpoint(self, name: str) -> str:
         if self.opts.transport == "ipc":
@@ -154,7 +183,16 @@ class Launcher:
     def run(
         self, progress: Callable[[dict[str, Any]], None] | None = None, on_start: Callable[["Launcher", World], None] | None = None
     ) -> dict[str, Any]:
-        """``on_start(launcher, world)`` runs once every agent has said hello (tests inject faults there)."""
+        """``on_start(launcher, world)`` runs once every agent has said hello (tests inject faults there).
+        The temporary folder goes on every way out (the CLI turns SIGTERM into an exception)."""
+        try:
+            return self._run(progress, on_start)
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _run(
+        self, progress: Callable[[dict[str, Any]], None] | None = None, on_start: Callable[["Launcher", World], None] | None = None
+    ) -> dict[str, Any]:
         wopts = WorldOptions(episodes=self.opts.episodes, seed=self.seed, act_timeout_s=self.opts.act_timeout_s,
                              hb_timeout_s=self.opts.hb_timeout_s, mode=self.opts.mode, hz=self.opts.hz,
                              start_timeout_s=self.opts.start_timeout_s)
@@ -191,7 +229,7 @@ class Launcher:
             stats = world.run(on_step=on_step, progress=progress)
             world.stop()
         except TimeoutError as e:
-            logs = "; ".join(f"agent {i}: {(self.tmp / f'agent_{i}.log').read_text()[-300:].strip()}" for i in range(self.n)
+            logs = "; ".join(f"agent {i}: {' | '.join((self.tmp / f'agent_{i}.log').read_text()[-300:].split())}" for i in range(self.n)
                              if (self.tmp / f"agent_{i}.log").exists() and (self.tmp / f"agent_{i}.log").stat().st_size)
             raise BundleError(f"{e}{' -- ' + logs if logs else ''}") from None
         finally:
@@ -200,7 +238,6 @@ class Launcher:
         agents = self._agent_metrics(world)
         out = self._summary(stats, agents, startup)
         out["endpoints"] = dict(sorted(world.addr.items()))
-        shutil.rmtree(self.tmp, ignore_errors=True)
         return out
 
     def _agent_metrics(self, world: World) -> list[dict[str, Any]]:
@@ -252,6 +289,9 @@ class Launcher:
             "stale": sum(m["stale"] for m in msg) + stats.counters.stale,
             "invalid_frames": sum(m["invalid"] for m in msg) + stats.counters.invalid + sum(s.get("robot_invalid_frames", 0) for s in sessions),
             "world_invalid_frames": stats.counters.invalid,
+            "world_invalid_reasons": dict(sorted(stats.counters.invalid_reasons.items())),
+            "invalid_reasons": _merge([m.get("invalid_reasons") for m in msg] + [stats.counters.invalid_reasons]),
+            "nobody_acted": stats.steps > 0 and stats.noop_actions >= stats.steps * self.n,  # every robot no-op'd every step
             "noop_actions": stats.noop_actions,
             "late_actions": stats.late_actions,
             "hz": self.opts.hz if self.opts.mode == "realtime" else None,

@@ -95,9 +95,11 @@ class Transport(ABC):
 # ---- ZeroMQ -------------------------------------------------------------------------------------
 
 
-def router_socket(ctx: zmq.Context, endpoint: str) -> tuple[zmq.Socket, str]:
-    """The world's ROUTER socket bound at ``endpoint``, and the bound address."""
+def router_socket(ctx: zmq.Context, endpoint: str, max_msg: int = P.MAX_FRAME) -> tuple[zmq.Socket, str]:
+    """The world's ROUTER socket bound at ``endpoint``, and the bound address.
+    ``max_msg``: the largest frame libzmq accepts (``P.max_message_size``)."""
     sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.MAXMSGSIZE, max_msg)  # larger: dropped (with its connection) before it is allocated
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
     # a restarted robot takes its identity over from a connection that is still half-open
@@ -107,10 +109,11 @@ def router_socket(ctx: zmq.Context, endpoint: str) -> tuple[zmq.Socket, str]:
     return sock, sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
-def inbox_socket(ctx: zmq.Context, endpoint: str) -> tuple[zmq.Socket, str]:
+def inbox_socket(ctx: zmq.Context, endpoint: str, max_msg: int = P.MAX_FRAME) -> tuple[zmq.Socket, str]:
     """An agent's message inbox (PULL) bound at ``endpoint``, and the bound
     address. Raises ``zmq.ZMQError`` if it cannot bind."""
     sock = ctx.socket(zmq.PULL)
+    sock.setsockopt(zmq.MAXMSGSIZE, max_msg)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVHWM, 100_000)
     try:
@@ -121,9 +124,10 @@ def inbox_socket(ctx: zmq.Context, endpoint: str) -> tuple[zmq.Socket, str]:
     return sock, sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
-def peer_socket(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
+def peer_socket(ctx: zmq.Context, endpoint: str, max_msg: int = P.MAX_FRAME) -> zmq.Socket:
     """An agent's link (PUSH) to a peer's inbox at ``endpoint``."""
     sock = ctx.socket(zmq.PUSH)
+    sock.setsockopt(zmq.MAXMSGSIZE, max_msg)  # a PUSH reads nothing; set anyway, for every socket alike
     sock.setsockopt(zmq.LINGER, 100)
     sock.setsockopt(zmq.SNDHWM, 10_000)
     sock.setsockopt(zmq.IMMEDIATE, 0)
@@ -146,7 +150,10 @@ class ZmqTransport(Transport):
         self.world, self.ex, self.swarm = world, world.ex, world.swarm
         self.counters = world.counters
         self.obs_codec, self.act_codec = P.ObsCodec(world.ex), P.ActCodec(world.ex)  # the per-step frames
-        self.sock, self.endpoint = router_socket(self.ctx, self.bind_endpoint)
+        try:
+            self.sock, self.endpoint = router_socket(self.ctx, self.bind_endpoint, P.max_message_size(world.ex))
+        except zmq.ZMQError as e:
+            raise BundleError(f"the world cannot listen on {self.bind_endpoint}: {e}") from None
         return self.endpoint
 
     # ---- receiving -------------------------------------------------------------------

@@ -34,6 +34,7 @@ import numpy as np
 from ..envs import episode_seeds
 from ..wire import protocol as P
 from .bundle import Bundle
+from .metrics import Latency
 from .transport import Transport
 
 REPLY_EVERY_S = 0.1  # the world answers an agent's hb (or an absent agent's act) at most this often
@@ -54,7 +55,7 @@ class WorldOptions:
 class WorldStats:
     returns: list[float] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
-    step_ms: list[float] = field(default_factory=list)
+    step_ms: Latency = field(default_factory=Latency)  # fixed memory, however many steps
     steps: int = 0
     noop_actions: int = 0  # steps x agents played by an absent agent's robot
     late_actions: int = 0
@@ -91,6 +92,7 @@ class World:
         self.stats = WorldStats()
         self.bye: dict[int, dict[str, Any]] = {}
         self.pending: dict[int, Any] = {}  # agent -> action for the current step
+        self.avail_sent: Any = None  # [n, n_actions] bool: the availability sent for the current step (discrete)
         self.cur = (-1, -1)
         self.global_step = 0
         self.finished = False
@@ -134,7 +136,15 @@ class World:
         elif kind == "act":
             self.last_seen[i] = now
             if (env["ep"], env["t"]) == self.cur:
-                self.pending[i] = env["a"] if self.action_dim else int(env["a"])
+                if self.action_dim:
+                    self.pending[i] = env["a"]
+                else:
+                    a = int(env["a"])
+                    av = self.avail_sent
+                    if av is not None and not av[i, a]:  # not in the availability it was sent: the no-op instead
+                        c.bad("unavailable action")
+                        a = self.noop
+                    self.pending[i] = a
             else:
                 self.stats.late_actions += 1
                 c.stale += 1
@@ -201,7 +211,7 @@ class World:
                     hear = self._neighbours(ts)
                     t0 = time.perf_counter()
                     actions = self._serve(ep, t, ts, hear, hear_prev)
-                    self.stats.step_ms.append((time.perf_counter() - t0) * 1e3)
+                    self.stats.step_ms.add((time.perf_counter() - t0) * 1e3)
                     ts = env.step(actions[None])
                     ret += float(ts.team_reward(env.spec.reward_scalarisation)[0])
                     hear_prev = hear
@@ -249,6 +259,7 @@ class World:
                         send_to[j].append(i)
         obs = ts.obs[0]
         avail = ts.avail_actions[0] if not self.action_dim else None
+        self.avail_sent = avail
         served = [i for i in range(self.n) if on[i]]
         version, sent_version = self.peers_version, self.peers_sent.tolist()
         send_obs = self.transport.send_obs

@@ -44,6 +44,8 @@ VERSION = 1
 WORLD = -1
 MAX_FRAME = 1 << 20  # 1 MiB: anything larger is invalid before decoding
 KINDS = ("msg", "hello", "obs", "act", "hb", "stop", "bye", "absent")  # absent: world -> agent, "say hello again"
+BYE_BUDGET = 64 << 10  # bytes for a bye's metrics map (the reference agent's is about 2 KB) or a hello
+ADDR_BYTES = 4 * 512 + 5  # an endpoint: at most 512 chars of at most 4 UTF-8 bytes, and its str header
 F32 = np.dtype("<f4")
 
 
@@ -181,6 +183,19 @@ class MsgCodec:
         return {"v": VERSION, "sw": self.swarm, "from": sender, "k": "msg", "ep": ep, "t": t, "p": np.frombuffer(p, dtype=F32)}
 
 
+def max_message_size(ex: "Expect") -> int:
+    """The largest frame any receiver of this swarm reads (``ZMQ_MAXMSGSIZE`` on
+    every socket: libzmq drops a larger one, and the connection it came on,
+    before allocating it). Twice the largest legitimate frame -- an ``obs``
+    with the whole ``peers`` directory (every endpoint at its 512-char
+    limit), a ``hello`` or a ``bye`` with metrics (``BYE_BUDGET``) -- and at
+    most ``MAX_FRAME``, above which ``decode`` refuses a frame anyway."""
+    n, sw = ex.n_agents, len(ex.swarm.encode())
+    ids = 3 * ((ex.k_max or n) + n)  # "in" and "to" as uint16 each
+    obs = 128 + sw + 5 + 4 * max(ex.obs_dim, 0) + 5 + max(ex.n_actions, 0) + ids + 8 + n * (4 + ADDR_BYTES)
+    return min(MAX_FRAME, 2 * max(obs, BYE_BUDGET))
+
+
 def frame_size(d: int, swarm: str) -> int:
     """Bytes on the wire of one ``msg`` frame with ``d`` floats."""
     return MsgCodec(swarm, d).size
@@ -277,8 +292,9 @@ def decode(frame: bytes, ex: Expect) -> dict[str, Any] | str:
         return "undecodable"
     if not isinstance(env, dict):
         return "not a map"
-    if env.get("v") != VERSION:
-        return f"version {env.get('v')!r}"
+    v = env.get("v")
+    if type(v) is not int or v != VERSION:  # an int: not true, not 1.0
+        return f"version {v!r}"
     if env.get("sw") != ex.swarm:
         return "foreign swarm"
     kind, sender, ep, t = env.get("k"), env.get("from"), env.get("ep"), env.get("t")
@@ -548,10 +564,15 @@ class Counters:
     invalid: int = 0
     invalid_reasons: dict[str, int] = field(default_factory=dict)
 
+    MAX_REASONS = 32  # distinct reasons kept; a reason can quote the sender (e.g. "version 'junk'"): the rest are "other"
+
     def bad(self, reason: str) -> None:
         self.invalid += 1
-        key = reason.split(":")[0]
-        self.invalid_reasons[key] = self.invalid_reasons.get(key, 0) + 1
+        key = reason.split(":")[0][:80]
+        reasons = self.invalid_reasons
+        if key not in reasons and len(reasons) >= self.MAX_REASONS:
+            key = "other"
+        reasons[key] = reasons.get(key, 0) + 1
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("sent", "sent_bytes", "received", "received_bytes", "dropped", "stale", "invalid")} | {
