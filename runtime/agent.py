@@ -31,7 +31,8 @@ from ..wire import protocol as P
 from .bundle import MANIFEST, BundleError, load_agent_dir, read_manifest
 from .metrics import percentiles
 from .policy import OrtPolicy
-from .transport import inbox_socket, peer_socket
+from .keys import SwarmKeys, agent_user
+from .transport import SwarmAuthenticator, inbox_socket, peer_socket, start_auth
 
 # plain ints: pyzmq's enum flags cost a Python-level enum operation on every use
 POLLIN, NOBLOCK = int(zmq.POLLIN), int(zmq.NOBLOCK)
@@ -50,6 +51,7 @@ class AgentOptions:
     heartbeat_s: float = 0.2
     metrics_path: str | None = None
     peers: dict[int, str] | None = None  # static peer endpoints (real robots); the world sends them otherwise
+    keys: SwarmKeys | None = None  # CURVE: this agent's key pair and the swarm's public keys (runtime.keys)
 
 
 class AgentProcess:
@@ -80,7 +82,12 @@ class AgentProcess:
         self.batched: tuple[Any, Any, Any, Any] = (None, None, None, None)  # (obs, avail, obs[None], avail[None]) of the last step
         self.one_hot_prev = self.policy.takes_prev_action and not self.continuous
         self.codec = P.MsgCodec(self.swarm, self.d, self.ex) if self.d else None
-        self.ctx = zmq.Context.instance()
+        if opts.keys is not None and opts.keys.me != agent_user(self.id):
+            raise BundleError(f"agent {self.id}: its secret key is {opts.keys.me}'s")
+        # CURVE: a context of its own, whose ZAP handler admits only the swarm's keys
+        self.ctx = zmq.Context() if opts.keys is not None else zmq.Context.instance()
+        self.auth: SwarmAuthenticator | None = None
+        self.users = {j: agent_user(j) for j in range(self.n)}  # the User-Id agent j's frames must carry
         self.inbox_sock: zmq.Socket | None = None
         self.rcvtimeo = -1  # the inbox's ZMQ_RCVTIMEO (ms), set only when it changes
         self.push: dict[int, zmq.Socket] = {}
@@ -106,7 +113,9 @@ class AgentProcess:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
         try:
-            s, addr = inbox_socket(self.ctx, self.opts.bind)
+            if self.opts.keys is not None:
+                self.auth = start_auth(self.ctx, self.opts.keys)
+            s, addr = inbox_socket(self.ctx, self.opts.bind, self.opts.keys)
         except zmq.ZMQError as e:
             raise BundleError(f"agent {self.id}: cannot listen on {self.opts.bind}: {e}") from None
         self.inbox_sock = s
@@ -152,6 +161,11 @@ class AgentProcess:
         if self.inbox_sock is not None:
             self.inbox_sock.close(linger=0)
         self.robot.close()
+        if self.auth is not None:
+            self.auth.stop()
+            self.auth = None
+        if self.opts.keys is not None:
+            self.ctx.term()  # its own context (CURVE): every socket of it is closed
 
     # ---- one step ---------------------------------------------------------------------
     def _step(self, ob: Observation) -> None:
@@ -224,7 +238,7 @@ class AgentProcess:
             if addr is None:
                 self.c.dropped += 1  # nobody told us where agent j listens
                 return
-            sock = self.push[j] = peer_socket(self.ctx, addr)
+            sock = self.push[j] = peer_socket(self.ctx, addr, self.opts.keys, agent_user(j))
         try:
             sock.send(frame, zmq.NOBLOCK)
             self.c.sent += 1
@@ -269,6 +283,7 @@ class AgentProcess:
         take, store, me = self._take, self.store, self.id
         parse = self.codec.parse if self.codec is not None and not self.opts.delay_steps else None
         received = nbytes = 0
+        secure, users, user = self.opts.keys is not None, self.users, None
         now = time.perf_counter()
         deadline = now + self.opts.msg_timeout_s
         hb = self.opts.heartbeat_s
@@ -286,19 +301,23 @@ class AgentProcess:
                 sock.setsockopt(zmq.RCVTIMEO, ms)
                 self.rcvtimeo = ms
             try:
-                frame = sock.recv()
+                if secure:  # the frame and the User-Id of the key that sent it
+                    f = sock.recv(copy=False)
+                    frame, user = f.bytes, f.get("User-Id")
+                else:
+                    frame = sock.recv()
             except zmq.Again:
                 pass
             else:
                 r = parse(frame) if parse is not None else None
-                if type(r) is tuple and (key := r[:3]) in need and r[0] != me:
+                if type(r) is tuple and (key := r[:3]) in need and r[0] != me and (user is None or user == users.get(r[0])):
                     # the fast path: a valid fixed-width frame we wait for (current, so never stale)
                     received += 1
                     nbytes += len(frame)
                     store[key] = r[3]
                     need.discard(key)
                 else:
-                    need.discard(take(frame, r))
+                    need.discard(take(frame, r, user))
             now = time.perf_counter()
         c = self.c
         c.received += received
@@ -310,16 +329,21 @@ class AgentProcess:
         if s is None:
             return
         pollset = self.pollset
+        secure = self.opts.keys is not None
         while zmq.zmq_poll(pollset, 0):
             try:
-                frame = s.recv(NOBLOCK)
+                f = s.recv(NOBLOCK, copy=not secure)
             except zmq.Again:
                 return
-            self._take(frame)
+            if secure:
+                self._take(f.bytes, None, f.get("User-Id"))
+            else:
+                self._take(f)
 
-    def _take(self, frame: bytes, r: Any = None) -> tuple[int, int, int] | None:
+    def _take(self, frame: bytes, r: Any = None, user: str | None = None) -> tuple[int, int, int] | None:
         """Validate one inbox frame (``r``: the codec's parse of it, if done); keep
-        a message that can still be heard (its key is returned), count the rest."""
+        a message that can still be heard (its key is returned), count the rest.
+        ``user``: the User-Id of the key that sent it (CURVE), None without."""
         c = self.c
         c.received += 1
         c.received_bytes += len(frame)
@@ -338,6 +362,9 @@ class AgentProcess:
             c.bad(r)
             return None
         sender, ep, t, p = r
+        if user is not None and user != self.users.get(sender):
+            c.bad("sender does not match its key")
+            return None
         if sender == self.id:
             c.bad("own message")
             return None

@@ -28,10 +28,13 @@ from typing import Any, Protocol
 
 import numpy as np
 import zmq
+from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils import z85
 
 from ..wire import protocol as P
 from ..wire import udp as U
 from .bundle import BundleError
+from .keys import SwarmKeys, agent_user
 
 POLLIN, NOBLOCK, SNDMORE = int(zmq.POLLIN), int(zmq.NOBLOCK), int(zmq.SNDMORE)  # plain ints: no enum arithmetic per call
 
@@ -86,24 +89,35 @@ class Transport(ABC):
 # ---- ZeroMQ -------------------------------------------------------------------------------------
 
 
-def router_socket(ctx: zmq.Context, endpoint: str) -> tuple[zmq.Socket, str]:
-    """The world's ROUTER socket bound at ``endpoint``, and the bound address."""
+def router_socket(ctx: zmq.Context, endpoint: str, keys: SwarmKeys | None = None) -> tuple[zmq.Socket, str]:
+    """The world's ROUTER socket bound at ``endpoint``, and the bound address.
+    With ``keys``: a CURVE server with the world's key pair (``start_auth`` must
+    run on ``ctx`` first), and no identity handover."""
     sock = ctx.socket(zmq.ROUTER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
-    # a restarted robot takes its identity over from a connection that is still half-open
-    sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+    if keys is None:
+        # a restarted robot takes its identity over from a connection that is still half-open
+        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+    else:
+        # an identity held by a live connection cannot be taken by another (a killed
+        # robot's connection closes with it, so its restart gets the identity back)
+        sock.setsockopt(zmq.ROUTER_HANDOVER, 0)
+        curve_server(sock, keys)
     sock.setsockopt(zmq.RCVHWM, 100_000)  # a burst of junk must not stall the agents' frames
     sock.bind(endpoint)
     return sock, sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
-def inbox_socket(ctx: zmq.Context, endpoint: str) -> tuple[zmq.Socket, str]:
+def inbox_socket(ctx: zmq.Context, endpoint: str, keys: SwarmKeys | None = None) -> tuple[zmq.Socket, str]:
     """An agent's message inbox (PULL) bound at ``endpoint``, and the bound
-    address. Raises ``zmq.ZMQError`` if it cannot bind."""
+    address; a CURVE server with the agent's key pair if ``keys``. Raises
+    ``zmq.ZMQError`` if it cannot bind."""
     sock = ctx.socket(zmq.PULL)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVHWM, 100_000)
+    if keys is not None:
+        curve_server(sock, keys)
     try:
         sock.bind(endpoint)
     except zmq.ZMQError:
@@ -112,32 +126,91 @@ def inbox_socket(ctx: zmq.Context, endpoint: str) -> tuple[zmq.Socket, str]:
     return sock, sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
-def peer_socket(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
-    """An agent's link (PUSH) to a peer's inbox at ``endpoint``."""
+def peer_socket(ctx: zmq.Context, endpoint: str, keys: SwarmKeys | None = None, peer: str = "") -> zmq.Socket:
+    """An agent's link (PUSH) to a peer's inbox at ``endpoint``; with ``keys``, a
+    CURVE client with this agent's key pair that accepts only ``peer``'s key
+    (a user id, e.g. ``agent-2``) at the other end."""
     sock = ctx.socket(zmq.PUSH)
     sock.setsockopt(zmq.LINGER, 100)
     sock.setsockopt(zmq.SNDHWM, 10_000)
     sock.setsockopt(zmq.IMMEDIATE, 0)
+    if keys is not None:
+        curve_client(sock, keys, keys.public_of(peer))
     sock.connect(endpoint)
     return sock
 
 
+# ---- CURVE (runtime.keys holds the keys; docs/protocol.md, "Trust model and CURVE") ----------
+
+
+def curve_server(sock: zmq.Socket, keys: SwarmKeys) -> None:
+    """Make ``sock`` (before it binds) a CURVE server with this member's key pair."""
+    sock.curve_secretkey = keys.secret
+    sock.curve_publickey = keys.public
+    sock.curve_server = True
+
+
+def curve_client(sock: zmq.Socket, keys: SwarmKeys, server_key: bytes) -> None:
+    """Make ``sock`` (before it connects) a CURVE client with this member's key
+    pair that talks only to the server holding ``server_key``."""
+    sock.curve_secretkey = keys.secret
+    sock.curve_publickey = keys.public
+    sock.curve_serverkey = server_key
+
+
+class SwarmAuthenticator(ThreadAuthenticator):
+    """The ZAP handler of one context: admits a CURVE client only if its public
+    key is one of the swarm's, and names the connection by that key's user id
+    (``world``, ``agent-<i>``). Every frame received over it carries that name
+    as its ``User-Id`` property."""
+
+    def __init__(self, ctx: zmq.Context, keys: SwarmKeys) -> None:
+        super().__init__(ctx)
+        self.admitted = keys.users()  # Z85 public key -> user id
+
+    def callback(self, domain: str, key: bytes) -> bool:  # the credentials provider (Z85 key)
+        return key in self.admitted
+
+    def curve_user_id(self, client_public_key: bytes) -> str:
+        return self.admitted[z85.encode(client_public_key)]
+
+
+def start_auth(ctx: zmq.Context, keys: SwarmKeys) -> SwarmAuthenticator:
+    """Start ``ctx``'s ZAP handler for the swarm's keys; call before a CURVE
+    server socket binds (without a handler, libzmq would admit any key)."""
+    auth = SwarmAuthenticator(ctx, keys)
+    auth.start()
+    auth.configure_curve_callback("*", credentials_provider=auth)
+    return auth
+
+
 class ZmqTransport(Transport):
     """A ROUTER at ``endpoint``; robot ``i`` connects as ``agent-<i>``. Frames are
-    ``wire.protocol``'s (docs/protocol.md)."""
+    ``wire.protocol``'s (docs/protocol.md).
+
+    With ``keys`` (the world's, ``runtime.keys``) the ROUTER is a CURVE server
+    on a context of its own with its own ZAP handler: only the swarm's keys
+    connect, and a frame is accepted only if its claimed sender is the agent
+    whose key the connection authenticated with."""
 
     _rcvtimeo = -1  # the socket's ZMQ_RCVTIMEO (ms) for poll_one, set only when it changes
 
-    def __init__(self, endpoint: str, ctx: zmq.Context | None = None) -> None:
+    def __init__(self, endpoint: str, ctx: zmq.Context | None = None, keys: SwarmKeys | None = None) -> None:
         self.bind_endpoint = endpoint
-        self.ctx = ctx or zmq.Context.instance()
+        self.keys = keys
+        self.own_ctx = keys is not None and ctx is None  # one ZAP handler per context: a world gets its own
+        self.ctx = zmq.Context() if self.own_ctx else (ctx or zmq.Context.instance())
+        self.auth: SwarmAuthenticator | None = None
         self.sock: zmq.Socket | None = None
 
     def open(self, world: Receiver) -> str:
         self.world, self.ex, self.swarm = world, world.ex, world.swarm
         self.counters = world.counters
         self.obs_codec, self.act_codec = P.ObsCodec(world.ex), P.ActCodec(world.ex)  # the per-step frames
-        self.sock, self.endpoint = router_socket(self.ctx, self.bind_endpoint)
+        if self.keys is not None:
+            self.auth = start_auth(self.ctx, self.keys)
+            self.users = [agent_user(i).encode() for i in range(world.ex.n_agents)]  # who agent i's key says it is
+        self.sock, self.endpoint = router_socket(self.ctx, self.bind_endpoint, self.keys)
         return self.endpoint
 
     # ---- receiving -------------------------------------------------------------------
@@ -146,12 +219,17 @@ class ZmqTransport(Transport):
         pollset = [(sock, POLLIN)]
         if not zmq.zmq_poll(pollset, timeout_ms):
             return
+        secure = self.keys is not None
         while True:
             try:
-                parts = sock.recv_multipart(NOBLOCK)
+                parts = sock.recv_multipart(NOBLOCK, copy=not secure)
             except zmq.Again:
                 return
-            self._handle(parts)
+            if secure:  # the User-Id of the key that sent it, from the last part
+                user = parts[-1].get("User-Id")
+                self._handle([p.bytes for p in parts], user.encode() if user is not None else b"")
+            else:
+                self._handle(parts)
             if not zmq.zmq_poll(pollset, 0):  # drained (cheaper than a failing recv)
                 return
 
@@ -171,9 +249,15 @@ class ZmqTransport(Transport):
         while part.more:  # a multipart message: not ours (counted as bad by _handle)
             part = sock.recv(copy=False)
             parts.append(part.bytes)
-        self._handle(parts)
+        if self.keys is not None:  # the User-Id of the key that sent it
+            user = part.get("User-Id")
+            self._handle(parts, user.encode() if user is not None else b"")
+        else:
+            self._handle(parts)
 
-    def _handle(self, parts: list[bytes]) -> None:
+    def _handle(self, parts: list[bytes], user: bytes | None = None) -> None:
+        """One received message; ``user``: its connection's authenticated user id
+        (CURVE), None without authentication."""
         c = self.counters
         c.received += 1
         if len(parts) != 2:
@@ -192,6 +276,9 @@ class ZmqTransport(Transport):
         i = env["from"]
         if i == P.WORLD or ident != b"agent-%d" % i:
             c.bad("sender does not match its connection")
+            return
+        if user is not None and user != self.users[i]:
+            c.bad("sender does not match its key")
             return
         self.world.accept(i, env)
 
@@ -213,6 +300,13 @@ class ZmqTransport(Transport):
     def close(self) -> None:
         if self.sock is not None:
             self.sock.close(linger=0)
+            self.sock = None
+        if self.auth is not None:
+            self.auth.stop()
+            self.auth = None
+        if self.own_ctx:
+            self.own_ctx = False
+            self.ctx.term()
 
 
 # ---- UDP ----------------------------------------------------------------------------------------
