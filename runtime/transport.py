@@ -14,9 +14,11 @@ drops the rest, and sends the world's per-step observations and its stop.
 
 The runtime's ZeroMQ sockets are set up here, in one place: the world's
 ROUTER (``router_socket``) and an agent's message inbox and its links to its
-peers (``inbox_socket``, ``peer_socket``), so an authenticated variant (e.g.
-CURVE) changes these functions only. (The simulated robot's DEALER is
-``robots.sim``'s: robots do not import the runtime.)
+peers (``inbox_socket``, ``peer_socket``). Given a member's keys
+(``runtime.keys``) they are CURVE servers and clients, and ``start_auth`` runs
+the ZAP handler that admits only the swarm's keys and names each connection
+by its key's user id (docs/protocol.md, "Trust model and CURVE"). (The
+simulated robot's DEALER is ``robots.sim``'s: robots do not import the runtime.)
 """
 
 from __future__ import annotations
