@@ -211,7 +211,7 @@ class ZmqTransport(Transport):
         self.obs_codec, self.act_codec = P.ObsCodec(world.ex), P.ActCodec(world.ex)  # the per-step frames
         if self.keys is not None:
             self.auth = start_auth(self.ctx, self.keys)
-            self.users = [agent_user(i).encode() for i in range(world.ex.n_agents)]  # who agent i's key says it is
+            self.users = [agent_user(i) for i in range(world.ex.n_agents)]  # the User-Id agent i's frames carry
         self.sock, self.endpoint = router_socket(self.ctx, self.bind_endpoint, self.keys)
         return self.endpoint
 
@@ -227,9 +227,8 @@ class ZmqTransport(Transport):
                 parts = sock.recv_multipart(NOBLOCK, copy=not secure)
             except zmq.Again:
                 return
-            if secure:  # the User-Id of the key that sent it, from the last part
-                user = parts[-1].get("User-Id")
-                self._handle([p.bytes for p in parts], user.encode() if user is not None else b"")
+            if secure:  # with the User-Id of the key that sent it
+                self._handle([p.bytes for p in parts], parts[-1].get("User-Id"))
             else:
                 self._handle(parts)
             if not zmq.zmq_poll(pollset, 0):  # drained (cheaper than a failing recv)
@@ -251,13 +250,12 @@ class ZmqTransport(Transport):
         while part.more:  # a multipart message: not ours (counted as bad by _handle)
             part = sock.recv(copy=False)
             parts.append(part.bytes)
-        if self.keys is not None:  # the User-Id of the key that sent it
-            user = part.get("User-Id")
-            self._handle(parts, user.encode() if user is not None else b"")
+        if self.keys is not None:  # with the User-Id of the key that sent it
+            self._handle(parts, part.get("User-Id"))
         else:
             self._handle(parts)
 
-    def _handle(self, parts: list[bytes], user: bytes | None = None) -> None:
+    def _handle(self, parts: list[bytes], user: str | None = None) -> None:
         """One received message; ``user``: its connection's authenticated user id
         (CURVE), None without authentication."""
         c = self.counters
@@ -279,7 +277,7 @@ class ZmqTransport(Transport):
         if i == P.WORLD or ident != b"agent-%d" % i:
             c.bad("sender does not match its connection")
             return
-        if user is not None and user != self.users[i]:
+        if self.keys is not None and user != self.users[i]:
             c.bad("sender does not match its key")
             return
         self.world.accept(i, env)
