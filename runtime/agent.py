@@ -84,8 +84,9 @@ class AgentProcess:
         self.codec = P.MsgCodec(self.swarm, self.d, self.ex) if self.d else None
         if opts.keys is not None and opts.keys.me != agent_user(self.id):
             raise BundleError(f"agent {self.id}: its secret key is {opts.keys.me}'s")
-        # CURVE: a context of its own, whose ZAP handler admits only the swarm's keys
-        self.ctx = zmq.Context() if opts.keys is not None else zmq.Context.instance()
+        # with CURVE, run() starts this context's ZAP handler (one per context: one CURVE agent per process);
+        # the process's one context, shared with the robot's socket (one I/O thread, not two)
+        self.ctx = zmq.Context.instance()
         self.auth: SwarmAuthenticator | None = None
         self.users = {j: agent_user(j) for j in range(self.n)}  # the User-Id agent j's frames must carry
         self.inbox_sock: zmq.Socket | None = None
@@ -164,8 +165,6 @@ class AgentProcess:
         if self.auth is not None:
             self.auth.stop()
             self.auth = None
-        if self.opts.keys is not None:
-            self.ctx.term()  # its own context (CURVE): every socket of it is closed
 
     # ---- one step ---------------------------------------------------------------------
     def _step(self, ob: Observation) -> None:

@@ -36,9 +36,18 @@ def bundle(tmp_path_factory, make_bundle):
     return make_bundle(root, "knn3", env_options={"n_agents": 6, "episode_limit": 5}, comm="attention", topology="knn:3", top_k=2)
 
 
-def test_secured_tcp_swarm_reproduces_the_bundle_evaluation(bundle):
-    res = run_swarm(bundle, SwarmOptions(episodes=6, seed=7, transport="tcp"))
+@pytest.mark.parametrize("transport,security", [("tcp", "auto"), ("ipc", "curve")])
+def test_secured_swarm_reproduces_the_bundle_evaluation(bundle, transport, security):
+    modes = {}
+
+    def on_start(launcher, world):  # the run's own keys, in its private folder
+        modes.update({u: stat.S_IMODE(os.stat(f).st_mode) for u, f in launcher.key_files.items()})
+        modes["dir"] = stat.S_IMODE(os.stat(launcher.key_files["public"].parent).st_mode)
+
+    res = Launcher(bundle, SwarmOptions(episodes=6, seed=7, transport=transport, security=security)).run(on_start=on_start)
     assert res["security"] == "curve"
+    assert modes.pop("dir") == 0o700 and modes.pop("public") == 0o644
+    assert sorted(modes) == ["agent-0", "agent-1", "agent-2", "agent-3", "agent-4", "agent-5", "world"] and set(modes.values()) == {0o600}
     assert res["returns"] == evaluate_bundle(bundle, episodes=6, seed=7)["returns"]
     assert res["invalid_frames"] == 0 and res["dropped"] == 0 and res["noop_actions"] == 0 and not res["absences"]
     assert res["msgs_per_step"] == 6 * 3
