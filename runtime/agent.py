@@ -361,7 +361,7 @@ class AgentProcess:
             c.bad(r)
             return None
         sender, ep, t, p = r
-        if user is not None and user != self.users.get(sender):
+        if self.opts.keys is not None and user != self.users.get(sender):
             c.bad("sender does not match its key")
             return None
         if sender == self.id:
