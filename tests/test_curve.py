@@ -82,6 +82,8 @@ ATTACKER = textwrap.dedent("""
     a = json.loads(sys.argv[1])
     ctx = zmq.Context()
     def curve(s, server):
+        if a["key"] == "plain":  # no CURVE at all: a NULL-mechanism client
+            return
         if a["key"]:
             s.curve_publickey, s.curve_secretkey = a["key"][0].encode(), a["key"][1].encode()
         else:  # a key of its own, unknown to the swarm
@@ -109,7 +111,7 @@ ATTACKER = textwrap.dedent("""
 """)
 
 
-def start_attacker(launcher: Launcher, world, key: tuple[str, str] | None) -> subprocess.Popen:
+def start_attacker(launcher: Launcher, world, key: tuple[str, str] | str | None) -> subprocess.Popen:
     keys = launcher.world_keys
     m = launcher.bundle.manifest
     args = {"world": world.endpoint, "inbox": world.addr[1], "swarm": launcher.swarm, "n": launcher.n, "d": m.msg_dim, "k": m.k_max,
@@ -120,23 +122,26 @@ def start_attacker(launcher: Launcher, world, key: tuple[str, str] | None) -> su
     return p
 
 
-def stop(p: subprocess.Popen | None) -> None:
+def stop(p: subprocess.Popen | None, check: bool = False) -> None:
+    if check:  # it was still attacking when the run ended
+        assert p is not None and p.poll() is None, p and p.stderr.read()
     if p is not None and p.poll() is None:
         p.kill()
         p.wait(timeout=10)
 
 
-def test_a_stranger_without_a_key_changes_nothing(bundle):
+@pytest.mark.parametrize("key", [None, "plain"], ids=["unknown-key", "no-curve"])
+def test_a_stranger_without_a_key_changes_nothing(bundle, key):
     box = {}
 
     def on_start(launcher, world):
-        box["p"] = start_attacker(launcher, world, key=None)
+        box["p"] = start_attacker(launcher, world, key=key)
 
     launcher = Launcher(bundle, SwarmOptions(episodes=4, seed=2, transport="tcp"))
     try:
         res = launcher.run(on_start=on_start)
     finally:
-        stop(box.get("p"))
+        stop(box.get("p"), check=True)
     assert res["returns"] == evaluate_bundle(bundle, episodes=4, seed=2)["returns"]
     # its handshakes fail: not one of its frames reaches the world or the inbox
     assert res["invalid_frames"] == 0 and not res["absences"] and not res["rejoins"]
@@ -156,7 +161,7 @@ def test_an_insider_cannot_speak_as_another_agent(bundle):
     try:
         res = launcher.run(on_start=on_start)
     finally:
-        stop(box.get("p"))
+        stop(box.get("p"), check=True)
     assert res["returns"] == evaluate_bundle(bundle, episodes=4, seed=2)["returns"]
     assert not res["absences"] and not res["rejoins"] and res["noop_actions"] == 0
     # agent 1's inbox admitted the key and refused every frame with a reason
