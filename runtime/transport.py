@@ -103,8 +103,12 @@ def router_socket(ctx: zmq.Context, endpoint: str, keys: SwarmKeys | None = None
         sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
     else:
         # an identity held by a live connection cannot be taken by another (a killed
-        # robot's connection closes with it, so its restart gets the identity back)
+        # robot's connection closes with it, so its restart gets the identity back) ...
         sock.setsockopt(zmq.ROUTER_HANDOVER, 0)
+        # ... and one that went silent without closing (power loss, a cut link) is dropped
+        # after 3 s without ZMTP pongs, so the robot's restart is not locked out
+        sock.setsockopt(zmq.HEARTBEAT_IVL, 1000)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3000)
         curve_server(sock, keys)
     sock.setsockopt(zmq.RCVHWM, 100_000)  # a burst of junk must not stall the agents' frames
     sock.bind(endpoint)
