@@ -21,6 +21,9 @@ numbers of the first bare prototype, measured before this benchmark existed (n=4
     .venv/bin/python benchmarks/swarm.py
     .venv/bin/python benchmarks/swarm.py --n 4,16 --transports ipc --repeats 5
     .venv/bin/python benchmarks/swarm.py --bundles /tmp/swarm-bundles   # keep/reuse the exported bundles
+
+marl-edge's tcp swarm runs CURVE (docs/protocol.md §11) unless ``--security
+insecure``; ``benchmarks/curve.py`` compares the two.
 """
 
 from __future__ import annotations
@@ -98,6 +101,8 @@ def main() -> None:
     ap.add_argument("--transports", default="ipc,tcp", type=lambda s: s.split(","))
     ap.add_argument("--episodes", type=int, default=0, help="per run (default: about 2,000 steps / n^0.5, at least 4)")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved (bare, marl-edge) pairs per n and transport")
+    ap.add_argument("--security", default="auto", choices=["auto", "insecure"],
+                    help="marl-edge's tcp links: auto = CURVE (as users run it; the bare prototype is plain tcp), insecure = plain tcp")
     ap.add_argument("--bundles", type=Path, default=None, help="export the bundles here and reuse them (default: a temporary directory)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -121,7 +126,7 @@ def main() -> None:
                         if who == "bare":
                             res = run_reference(b, episodes, 0, tr)
                         else:
-                            res = run_swarm(b, SwarmOptions(episodes=episodes, seed=0, transport=tr))
+                            res = run_swarm(b, SwarmOptions(episodes=episodes, seed=0, transport=tr, security=args.security))
                         runs[who].append(res)
                         print(f"  n={n} {tr} #{r + 1} {who:9s}: {res['steps_per_s']:,.0f} steps/s (load {loads[-1]:.1f})", flush=True)
                 me, bare = runs["marl-edge"], runs["bare"]

@@ -45,10 +45,14 @@ def _load_profile(path: Path | None) -> dict:
 @click.option("--world-timeout", type=float, default=None,
               help="Give up (exit 3) after this many seconds without a frame from the world or robot link (default 10; 0: wait forever).")
 @click.option("--reconnect", is_flag=True, default=None, help="When the world falls silent, keep saying hello until it is back instead of giving up.")
+@click.option("--secret-key", type=click.Path(path_type=Path), default=None,
+              help="CURVE: this agent's secret key file (agent_<i>.key_secret, mode 0600; from marl-swarm --write-profiles).")
+@click.option("--public-keys", type=click.Path(path_type=Path), default=None, help="CURVE: the swarm's public_keys.json.")
+@click.option("--insecure", is_flag=True, help="Plain TCP without CURVE: anyone who reaches the sockets can join. Tests only.")
 @click.option("--json", "as_json", is_flag=True)
 @debug_option
 def agent_cmd(agent_dir, manifest, world, robot, bind, peers_file, profile, mode, hz, swarm_id, drop, delay_steps, msg_timeout, seed, metrics_path,
-              trusted_keys, world_timeout, reconnect, as_json, debug):
+              trusted_keys, world_timeout, reconnect, secret_key, public_keys, insecure, as_json, debug):
     """Run AGENT_DIR (agent_<i> of a bundle from marl-export) as one agent.
 
     It checks the folder against the bundle's swarm.json (sha256, version,
@@ -58,7 +62,9 @@ def agent_cmd(agent_dir, manifest, world, robot, bind, peers_file, profile, mode
     With --trusted-key, swarm.json must carry a signature (swarm.json.sig) by
     one of the keys, and every file must match the signed sha256.
     Counted absent by the world (a stall), it starts over and rejoins by
-    itself; a world silent for --world-timeout seconds ends it with exit 3."""
+    itself; a world silent for --world-timeout seconds ends it with exit 3.
+    Over TCP every link is CURVE-authenticated and encrypted: give
+    --secret-key and --public-keys (a profile names them), or --insecure."""
     from ..robots.sim import SimRobot
     from ..wire import protocol as P
     from ..runtime.agent import AgentOptions, AgentProcess, bundle_id
@@ -114,6 +120,22 @@ def agent_cmd(agent_dir, manifest, world, robot, bind, peers_file, profile, mode
         raise BundleError(f"--drop must be in [0, 1), got {opts.drop}")
     if not manifest.is_file():
         raise BundleError(f"{manifest} is missing: pass --manifest BUNDLE/swarm.json")
+    # CURVE keys: a profile's paths are relative to the profile's folder
+    here = lambda v, k: v if v is not None else (None if prof.get(k) is None else Path(profile).parent / prof[k])  # noqa: E731
+    secret_key, public_keys = here(secret_key, "secret_key"), here(public_keys, "public_keys")
+    insecure = bool(insecure) or bool(prof.get("insecure", False))
+    tcp = any(str(e).startswith("tcp://") for e in [world, opts.bind, *(peers or {}).values()] if e)
+    if insecure:
+        if secret_key is not None or public_keys is not None:
+            raise BundleError("--insecure runs without keys: drop --secret-key/--public-keys (or --insecure)")
+        if tcp:
+            click.echo("WARNING: --insecure: plain TCP, no CURVE -- anyone who reaches these sockets can join and speak as any agent", err=True)
+    elif secret_key is not None or public_keys is not None:
+        if secret_key is None or public_keys is None:
+            raise BundleError("CURVE needs both --secret-key FILE and --public-keys FILE")
+        from ..runtime.keys import load_keys
+
+        opts.keys = load_keys(secret_key, public_keys)
     m = read_manifest(manifest, trusted_keys=trusted)
     ex = P.Expect.for_bundle(m, sid)
     if link is not None:
@@ -122,8 +144,12 @@ def agent_cmd(agent_dir, manifest, world, robot, bind, peers_file, profile, mode
 
         adapter = UdpRobot(link, UdpSpec.from_manifest(m))
     else:
-        adapter = SimRobot(world, ex)
-    proc = AgentProcess(agent_dir, manifest, adapter, sid, opts)
+        k = opts.keys
+        adapter = SimRobot(world, ex, curve=None if k is None else (k.public, k.secret, k.public_of("world")))
+    proc = AgentProcess(agent_dir, manifest, adapter, sid, opts)  # checks the folder (and that the key is this agent's)
+    if tcp and opts.keys is None and not insecure:
+        raise BundleError("tcp links are CURVE-secured: give --secret-key FILE --public-keys FILE "
+                          "(marl-swarm --write-profiles writes them) or --insecure for plain TCP")
     res = proc.run()
     if as_json:
         emit_json(res)

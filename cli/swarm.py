@@ -34,13 +34,22 @@ from .common import Progress, debug_option, emit_json, run_command
 @click.option("--base-port", type=int, default=5600, show_default=True, help="Agent i listens on base-port + i.")
 @click.option("--trusted-key", "trusted_keys", multiple=True, type=click.Path(path_type=Path),
               help="A public key (marl-keys signing OUT writes OUT.pub) the bundle must be signed with (repeatable: any one of them); unsigned, wrongly signed or changed bundles are refused. Needs marl-edge[crypto]. Every agent checks it too; --write-profiles records it.")
+@click.option("--insecure", is_flag=True, help="Plain TCP without CURVE (and profiles without keys): anyone who reaches the sockets can join.")
+@click.option("--curve", "curve_ipc", is_flag=True, help="CURVE on ipc too (tcp always has it unless --insecure).")
+@click.option("--secret-key", type=click.Path(path_type=Path), default=None, help="With --no-spawn over tcp: the world's secret key file (world.key_secret).")
+@click.option("--public-keys", type=click.Path(path_type=Path), default=None, help="With --no-spawn over tcp: the swarm's public_keys.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line of stdout.")
 @click.option("--quiet", is_flag=True)
 @debug_option
 def swarm_cmd(bundle_dir, episodes, seed, transport, mode, hz, drop, delay_steps, metrics_out, kills, restarts, world_bind, no_spawn,
-              swarm_id, start_timeout, write_profiles, hosts, base_port, trusted_keys, as_json, quiet, debug):
+              swarm_id, start_timeout, write_profiles, hosts, base_port, trusted_keys, insecure, curve_ipc, secret_key, public_keys, as_json,
+              quiet, debug):
     """Run BUNDLE_DIR (from marl-export) as a swarm: one OS process per agent,
-    messages peer to peer over ZeroMQ, a world simulator stepping the env."""
+    messages peer to peer over ZeroMQ, a world simulator stepping the env.
+
+    Over tcp every link is CURVE-authenticated and encrypted with fresh keys
+    per run (--no-spawn: the keys --write-profiles wrote); ipc relies on its
+    private 0700 folder (--curve adds CURVE there too)."""
     from ..runtime.bundle import BundleError, load_bundle
     from ..runtime.agent import bundle_id
     from ..runtime.swarm import SwarmOptions, parse_at, run_swarm
@@ -51,19 +60,29 @@ def swarm_cmd(bundle_dir, episodes, seed, transport, mode, hz, drop, delay_steps
     _signals_raise()
     keys = tuple(str(k) for k in trusted_keys)
     b = load_bundle(bundle_dir, trusted_keys=list(keys) or None)
+    if insecure and (curve_ipc or secret_key is not None or public_keys is not None):
+        raise BundleError("--insecure runs without keys: drop --curve/--secret-key/--public-keys (or --insecure)")
+    if insecure:
+        click.echo("WARNING: --insecure: plain TCP, no CURVE -- anyone who reaches the swarm's sockets can join and speak as any agent", err=True)
     if write_profiles is not None:
         if world_bind is None:
             raise BundleError("--write-profiles needs --world-bind tcp://WORLD_HOST:PORT (where the robots reach the world)")
         paths = write_profiles_fn(bundle_dir, write_profiles, world_bind, [h for h in hosts.split(",") if h], base_port, mode, hz, swarm_id,
-                                  trusted_keys=keys)
+                                  trusted_keys=keys, insecure=insecure)
         click.echo(f"profiles {len(paths)} written to {write_profiles}; on robot i: marl-agent --profile agent_i.json")
         port = world_bind.rsplit(":", 1)[-1]
-        click.echo(f"world    marl-swarm {bundle_dir} --no-spawn --world-bind tcp://*:{port} --transport tcp")
+        if insecure:
+            click.echo(f"world    marl-swarm {bundle_dir} --no-spawn --world-bind tcp://*:{port} --transport tcp --insecure")
+        else:
+            click.echo("keys     copy agent_i.json, agent_i.key_secret and public_keys.json to robot i only; world.key_secret stays on the world host")
+            click.echo(f"world    marl-swarm {bundle_dir} --no-spawn --world-bind tcp://*:{port} --transport tcp "
+                       f"--secret-key {write_profiles / 'world.key_secret'} --public-keys {write_profiles / 'public_keys.json'}")
         return 0
     opts = SwarmOptions(episodes=episodes, seed=seed, transport=transport, mode=mode, hz=hz, drop=drop, delay_steps=delay_steps,
                         kills=[parse_at(k, b.n_agents, "kill") for k in kills], restarts=[parse_at(r, b.n_agents, "restart") for r in restarts],
                         world_bind=world_bind, spawn=not no_spawn, start_timeout_s=start_timeout, trusted_keys=keys,
-                        swarm_id=(swarm_id or bundle_id(Path(bundle_dir) / "swarm.json")) if no_spawn else swarm_id)
+                        swarm_id=(swarm_id or bundle_id(Path(bundle_dir) / "swarm.json")) if no_spawn else swarm_id,
+                        security="insecure" if insecure else "curve" if curve_ipc else "auto", secret_key=secret_key, public_keys=public_keys)
     if no_spawn and transport == "ipc" and world_bind is None:
         raise BundleError("--no-spawn needs --world-bind (where the agents connect)")
     say = (lambda m: click.echo(m, err=True)) if as_json else click.echo

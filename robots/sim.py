@@ -23,10 +23,16 @@ WORLD = P.WORLD
 class SimRobot(RobotAdapter):
     """``observe`` returns the observation and availability as views of the
     adapter's own buffers (no allocation per step): they hold until the next
-    ``observe``; copy them to keep them longer."""
+    ``observe``; copy them to keep them longer.
 
-    def __init__(self, world: str, expect: P.Expect, ctx: zmq.Context | None = None) -> None:
+    ``curve``: (public key, secret key, the world's public key), Z85: the
+    DEALER is then a CURVE client that talks only to the world holding that
+    key (docs/protocol.md, "Trust model and CURVE")."""
+
+    def __init__(self, world: str, expect: P.Expect, ctx: zmq.Context | None = None,
+                 curve: tuple[bytes, bytes, bytes] | None = None) -> None:
         self.world, self.ex = world, expect
+        self.curve = curve
         self.ctx = ctx or zmq.Context.instance()
         self.sock: zmq.Socket | None = None
         self.agent_id = -1
@@ -47,6 +53,8 @@ class SimRobot(RobotAdapter):
         s.setsockopt(zmq.LINGER, 200)
         s.setsockopt(zmq.MAXMSGSIZE, P.max_message_size(self.ex))  # a larger frame is dropped by libzmq, never allocated
         s.setsockopt(zmq.IDENTITY, f"agent-{agent_id}".encode())
+        if self.curve is not None:
+            s.curve_publickey, s.curve_secretkey, s.curve_serverkey = self.curve
         s.connect(self.world)
         self.sock = s
         self.pollset = [(s, POLLIN)]

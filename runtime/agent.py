@@ -40,7 +40,8 @@ from ..wire import protocol as P
 from .bundle import MANIFEST, BundleError, load_agent_dir, read_manifest
 from .metrics import Latency
 from .policy import OrtPolicy
-from .transport import inbox_socket, peer_socket
+from .keys import SwarmKeys, agent_user
+from .transport import SwarmAuthenticator, inbox_socket, peer_socket, start_auth
 
 # plain ints: pyzmq's enum flags cost a Python-level enum operation on every use
 POLLIN, NOBLOCK = int(zmq.POLLIN), int(zmq.NOBLOCK)
@@ -65,6 +66,7 @@ class AgentOptions:
     trusted_keys: Any = None  # public-key files or a signing.TrustedKeys: the manifest must be signed by one of them
     world_timeout_s: float = 10.0  # give up after this long without a frame from the world (0: wait forever)
     reconnect: bool = False  # instead of giving up, keep saying hello until the world is back
+    keys: SwarmKeys | None = None  # CURVE: this agent's key pair and the swarm's public keys (runtime.keys)
 
 
 class AgentProcess:
@@ -95,7 +97,13 @@ class AgentProcess:
         self.batched: tuple[Any, Any, Any, Any] = (None, None, None, None)  # (obs, avail, obs[None], avail[None]) of the last step
         self.one_hot_prev = self.policy.takes_prev_action and not self.continuous
         self.codec = P.MsgCodec(self.swarm, self.d, self.ex) if self.d else None
+        if opts.keys is not None and opts.keys.me != agent_user(self.id):
+            raise BundleError(f"agent {self.id}: its secret key is {opts.keys.me}'s")
+        # with CURVE, run() starts this context's ZAP handler (one per context: one CURVE agent per process);
+        # the process's one context, shared with the robot's socket (one I/O thread, not two)
         self.ctx = zmq.Context.instance()
+        self.auth: SwarmAuthenticator | None = None
+        self.users = {j: agent_user(j) for j in range(self.n)}  # the User-Id agent j's frames must carry
         self.inbox_sock: zmq.Socket | None = None
         self.rcvtimeo = -1  # the inbox's ZMQ_RCVTIMEO (ms), set only when it changes
         self.push: dict[int, zmq.Socket] = {}
@@ -125,7 +133,9 @@ class AgentProcess:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
         try:
-            s, addr = inbox_socket(self.ctx, self.opts.bind, self.max_msg)
+            if self.opts.keys is not None:
+                self.auth = start_auth(self.ctx, self.opts.keys)
+            s, addr = inbox_socket(self.ctx, self.opts.bind, self.opts.keys, self.max_msg)
         except zmq.ZMQError as e:
             raise BundleError(f"agent {self.id}: cannot listen on {self.opts.bind}: {e}") from None
         self.inbox_sock = s
@@ -221,6 +231,9 @@ class AgentProcess:
         if self.inbox_sock is not None:
             self.inbox_sock.close(linger=0)
         self.robot.close()
+        if self.auth is not None:
+            self.auth.stop()
+            self.auth = None
 
     # ---- one step ---------------------------------------------------------------------
     def _step(self, ob: Observation) -> None:
@@ -303,7 +316,7 @@ class AgentProcess:
             if addr is None:
                 self.c.dropped += 1  # nobody told us where agent j listens
                 return
-            sock = self.push[j] = peer_socket(self.ctx, addr, self.max_msg)
+            sock = self.push[j] = peer_socket(self.ctx, addr, self.opts.keys, agent_user(j), self.max_msg)
         try:
             sock.send(frame, zmq.NOBLOCK)
             self.c.sent += 1
@@ -348,6 +361,7 @@ class AgentProcess:
         take, store, me = self._take, self.store, self.id
         parse = self.codec.parse if self.codec is not None and not self.opts.delay_steps else None
         received = nbytes = 0
+        secure, users, user = self.opts.keys is not None, self.users, None
         now = time.perf_counter()
         deadline = now + self.opts.msg_timeout_s
         hb = self.opts.heartbeat_s
@@ -374,15 +388,17 @@ class AgentProcess:
                     now = time.perf_counter()
                     continue
                 frame = part.bytes
+                if secure:  # the User-Id of the key that sent it
+                    user = part.get("User-Id")
                 r = parse(frame) if parse is not None else None
-                if type(r) is tuple and (key := r[:3]) in need and r[0] != me:
+                if type(r) is tuple and (key := r[:3]) in need and r[0] != me and (user is None or user == users.get(r[0])):
                     # the fast path: a valid fixed-width frame we wait for (current, so never stale)
                     received += 1
                     nbytes += len(frame)
                     store[key] = r[3]
                     need.discard(key)
                 else:
-                    need.discard(take(frame, r))
+                    need.discard(take(frame, r, user))
             now = time.perf_counter()
         c = self.c
         c.received += received
@@ -396,6 +412,7 @@ class AgentProcess:
         if s is None or (self.cur[0] < 0 and not final):
             return
         pollset = self.pollset
+        secure = self.opts.keys is not None
         while zmq.zmq_poll(pollset, 0):
             try:
                 part = s.recv(NOBLOCK, copy=False)
@@ -404,7 +421,7 @@ class AgentProcess:
             if part.more:
                 self._multipart(s)
             else:
-                self._take(part.bytes)
+                self._take(part.bytes, None, part.get("User-Id") if secure else None)
 
     def _multipart(self, sock: zmq.Socket) -> None:
         """A multi-part message (its first part read): count it once, read and discard the rest."""
@@ -418,9 +435,10 @@ class AgentProcess:
                 break
         c.bad("multi-part message")
 
-    def _take(self, frame: bytes, r: Any = None) -> tuple[int, int, int] | None:
+    def _take(self, frame: bytes, r: Any = None, user: str | None = None) -> tuple[int, int, int] | None:
         """Validate one inbox frame (``r``: the codec's parse of it, if done); keep
-        a message that can still be heard (its key is returned), count the rest."""
+        a message that can still be heard (its key is returned), count the rest.
+        ``user``: the User-Id of the key that sent it (CURVE), None without."""
         c = self.c
         c.received += 1
         c.received_bytes += len(frame)
@@ -439,6 +457,9 @@ class AgentProcess:
             c.bad(r)
             return None
         sender, ep, t, p = r
+        if self.opts.keys is not None and user != self.users.get(sender):
+            c.bad("sender does not match its key")
+            return None
         if sender == self.id:
             c.bad("own message")
             return None

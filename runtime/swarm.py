@@ -30,6 +30,7 @@ import numpy as np
 from ..wire import protocol as P
 from .agent import bundle_id
 from .bundle import MANIFEST, BundleError, load_bundle
+from .keys import PUBLIC_KEYS, WORLD_USER, agent_user, generate_swarm_keys, inside, load_keys, secret_name
 from .metrics import percentiles
 from .transport import ZmqTransport
 from .world import World, WorldOptions
@@ -57,6 +58,11 @@ class SwarmOptions:
     swarm_id: str | None = None
     start_timeout_s: float = 60.0
     trusted_keys: tuple[str, ...] = ()  # public-key files: the bundle must be signed by one (checked here and by every agent)
+    # CURVE (docs/protocol.md, "Trust model and CURVE"): "auto" secures tcp (fresh keys per
+    # run; with spawn=False the world's key files below), "curve" secures ipc too, "insecure" none
+    security: str = "auto"
+    secret_key: Path | None = None  # spawn=False: the world's secret key file
+    public_keys: Path | None = None  # spawn=False: the swarm's public_keys.json
 
 
 def parse_at(text: str, n: int, what: str) -> tuple[int, int]:
@@ -123,6 +129,8 @@ class Launcher:
             raise BundleError(f"--transport must be ipc or tcp, got {opts.transport!r}")
         if opts.mode not in ("lockstep", "realtime"):
             raise BundleError(f"--mode must be lockstep or realtime, got {opts.mode!r}")
+        if opts.security not in ("auto", "curve", "insecure"):
+            raise BundleError(f"security must be auto, curve or insecure, got {opts.security!r}")
         if opts.mode == "realtime" and not 0 < opts.hz <= 10_000:
             raise BundleError(f"--hz must be in (0, 10000], got {opts.hz}")
         if opts.delay_steps < 0:
@@ -138,7 +146,31 @@ class Launcher:
             raise BundleError("--kill and --restart need the agents started by marl-swarm (drop --no-spawn)")
         self.procs: dict[int, subprocess.Popen] = {}
         self.seed = self.bundle.manifest.source.seed if opts.seed is None else int(opts.seed)
-        self.tmp = Path(tempfile.mkdtemp(prefix="marl-swarm-"))  # last: removed by run() on every way out
+        self.tmp = Path(tempfile.mkdtemp(prefix="marl-swarm-"))  # removed by run() on every way out (and below if the keys fail)
+        world_ep = opts.world_bind or self.endpoint("world")
+        self.secure = opts.security == "curve" or (opts.security == "auto" and (opts.transport == "tcp" or world_ep.startswith("tcp://")))
+        self.key_files: dict[str, Path] = {}
+        self.world_keys = None
+        if self.secure:
+            try:
+                self._keys()
+            except BundleError:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+                raise
+
+    def _keys(self) -> None:
+        opts = self.opts
+        if opts.spawn:  # fresh keys for this run, in its private (0700) folder
+            self.key_files = generate_swarm_keys(self.tmp / "keys", self.n)
+            self.world_keys = load_keys(self.key_files[WORLD_USER], self.key_files["public"], WORLD_USER)
+        else:
+            if opts.secret_key is None or opts.public_keys is None:
+                raise BundleError("a CURVE world needs --secret-key WORLD_KEY --public-keys public_keys.json "
+                                  "(marl-swarm --write-profiles writes them), or --insecure")
+            self.world_keys = load_keys(opts.secret_key, opts.public_keys, WORLD_USER)
+        missing = [i for i in range(self.n) if agent_user(i) not in self.world_keys.publics]
+        if missing:
+            raise BundleError(f"the swarm's public keys have none for agents {missing}")
 
     def endpoint(self, name: str) -> str:
         if self.opts.transport == "ipc":
@@ -158,6 +190,10 @@ class Launcher:
             "--metrics", str(self.tmp / f"agent_{i}.jsonl"),
             *[a for k in self.opts.trusted_keys for a in ("--trusted-key", str(Path(k).resolve()))],
         ]
+        if self.secure:
+            cmd += ["--secret-key", str(self.key_files[agent_user(i)]), "--public-keys", str(self.key_files["public"])]
+        elif self.opts.security == "insecure" or bind.startswith("tcp://") or world.startswith("tcp://"):
+            cmd += ["--insecure"]
         log = open(self.tmp / f"agent_{i}.log", "ab")
         self.procs[i] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_pdeathsig)
         log.close()
@@ -196,7 +232,7 @@ class Launcher:
         wopts = WorldOptions(episodes=self.opts.episodes, seed=self.seed, act_timeout_s=self.opts.act_timeout_s,
                              hb_timeout_s=self.opts.hb_timeout_s, mode=self.opts.mode, hz=self.opts.hz,
                              start_timeout_s=self.opts.start_timeout_s)
-        world = World(self.bundle, ZmqTransport(self.opts.world_bind or self.endpoint("world")), self.swarm, wopts)
+        world = World(self.bundle, ZmqTransport(self.opts.world_bind or self.endpoint("world"), keys=self.world_keys), self.swarm, wopts)
         kills = {}
         for a, s in self.opts.kills:
             kills.setdefault(s, []).append(a)
@@ -267,6 +303,7 @@ class Launcher:
             "swarm": self.swarm,
             "agents": self.n,
             "transport": self.opts.transport,
+            "security": "curve" if self.secure else "none",
             "mode": self.opts.mode,
             "episodes": len(stats.returns),
             "seed": self.seed,
@@ -304,13 +341,21 @@ class Launcher:
 
 def write_profiles(bundle_dir: Path, out: Path, world: str, hosts: list[str], base_port: int, mode: str = "lockstep",
                    hz: float = 20.0, swarm_id: str | None = None, bundle_path_on_robot: str | None = None,
-                   trusted_keys: tuple[str, ...] = ()) -> list[Path]:
+                   trusted_keys: tuple[str, ...] = (), insecure: bool = False) -> list[Path]:
     """One deployment profile per robot (``marl-agent --profile FILE``): agent
     folder, manifest, world endpoint, its own inbox endpoint, every peer's
     endpoint, mode and rate. Agent i listens on ``hosts[i % len(hosts)]`` at
     ``base_port + i``. With ``trusted_keys`` the bundle must be signed by one of
-    them, and each profile lists them (as given: the key's path on the robots)."""
+    them, and each profile lists them (as given: the key's path on the robots).
+
+    Unless ``insecure``, fresh CURVE keys go next to the profiles (never into
+    the bundle folder): ``agent_<i>.key_secret`` (0600; robot i's only),
+    ``world.key_secret`` (the world host's only) and ``public_keys.json``
+    (everyone's); each profile names its own secret key file and the public
+    keys file, relative to the profile's folder."""
     b = load_bundle(bundle_dir, trusted_keys=list(trusted_keys) or None)
+    if not insecure and inside(out, bundle_dir):
+        raise BundleError(f"--write-profiles {out}: secret keys never go inside the bundle folder; write the profiles elsewhere")
     if not hosts:
         raise BundleError("--hosts needs at least one host")
     if not 1 <= base_port <= 65535 - b.n_agents:
@@ -319,7 +364,10 @@ def write_profiles(bundle_dir: Path, out: Path, world: str, hosts: list[str], ba
     sid = swarm_id or bundle_id(Path(bundle_dir) / MANIFEST)
     addr = {i: f"tcp://{hosts[i % len(hosts)]}:{base_port + i}" for i in range(b.n_agents)}
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if not out.exists():
+        out.mkdir(parents=True, mode=0o700)
+    if not insecure:
+        generate_swarm_keys(out, b.n_agents)
     paths = []
     for i in range(b.n_agents):
         prof = {
@@ -334,6 +382,11 @@ def write_profiles(bundle_dir: Path, out: Path, world: str, hosts: list[str], ba
         }
         if trusted_keys:
             prof["trusted_keys"] = [str(k) for k in trusted_keys]
+        if insecure:
+            prof["insecure"] = True
+        else:
+            prof["secret_key"] = secret_name(agent_user(i))
+            prof["public_keys"] = PUBLIC_KEYS
         p = out / f"agent_{i}.json"
         p.write_text(json.dumps(prof, indent=2))
         paths.append(p)

@@ -14,9 +14,11 @@ drops the rest, and sends the world's per-step observations and its stop.
 
 The runtime's ZeroMQ sockets are set up here, in one place: the world's
 ROUTER (``router_socket``) and an agent's message inbox and its links to its
-peers (``inbox_socket``, ``peer_socket``), so an authenticated variant (e.g.
-CURVE) changes these functions only. (The simulated robot's DEALER is
-``robots.sim``'s: robots do not import the runtime.)
+peers (``inbox_socket``, ``peer_socket``). Given a member's keys
+(``runtime.keys``) they are CURVE servers and clients, and ``start_auth`` runs
+the ZAP handler that admits only the swarm's keys and names each connection
+by its key's user id (docs/protocol.md, "Trust model and CURVE"). (The
+simulated robot's DEALER is ``robots.sim``'s: robots do not import the runtime.)
 """
 
 from __future__ import annotations
@@ -28,10 +30,13 @@ from typing import Any, Protocol
 
 import numpy as np
 import zmq
+from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils import z85
 
 from ..wire import protocol as P
 from ..wire import udp as U
 from .bundle import BundleError
+from .keys import SwarmKeys, agent_user
 
 POLLIN, NOBLOCK, SNDMORE = int(zmq.POLLIN), int(zmq.NOBLOCK), int(zmq.SNDMORE)  # plain ints: no enum arithmetic per call
 
@@ -95,27 +100,42 @@ class Transport(ABC):
 # ---- ZeroMQ -------------------------------------------------------------------------------------
 
 
-def router_socket(ctx: zmq.Context, endpoint: str, max_msg: int = P.MAX_FRAME) -> tuple[zmq.Socket, str]:
+def router_socket(ctx: zmq.Context, endpoint: str, keys: SwarmKeys | None = None, max_msg: int = P.MAX_FRAME) -> tuple[zmq.Socket, str]:
     """The world's ROUTER socket bound at ``endpoint``, and the bound address.
-    ``max_msg``: the largest frame libzmq accepts (``P.max_message_size``)."""
+    With ``keys``: a CURVE server with the world's key pair (``start_auth`` must
+    run on ``ctx`` first), and no identity handover. ``max_msg``: the largest
+    frame libzmq accepts (``P.max_message_size``)."""
     sock = ctx.socket(zmq.ROUTER)
     sock.setsockopt(zmq.MAXMSGSIZE, max_msg)  # larger: dropped (with its connection) before it is allocated
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
-    # a restarted robot takes its identity over from a connection that is still half-open
-    sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+    if keys is None:
+        # a restarted robot takes its identity over from a connection that is still half-open
+        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+    else:
+        # an identity held by a live connection cannot be taken by another (a killed
+        # robot's connection closes with it, so its restart gets the identity back) ...
+        sock.setsockopt(zmq.ROUTER_HANDOVER, 0)
+        # ... and one that went silent without closing (power loss, a cut link) is dropped
+        # after 3 s without ZMTP pongs, so the robot's restart is not locked out
+        sock.setsockopt(zmq.HEARTBEAT_IVL, 1000)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3000)
+        curve_server(sock, keys)
     sock.setsockopt(zmq.RCVHWM, 100_000)  # a burst of junk must not stall the agents' frames
     sock.bind(endpoint)
     return sock, sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
-def inbox_socket(ctx: zmq.Context, endpoint: str, max_msg: int = P.MAX_FRAME) -> tuple[zmq.Socket, str]:
+def inbox_socket(ctx: zmq.Context, endpoint: str, keys: SwarmKeys | None = None, max_msg: int = P.MAX_FRAME) -> tuple[zmq.Socket, str]:
     """An agent's message inbox (PULL) bound at ``endpoint``, and the bound
-    address. Raises ``zmq.ZMQError`` if it cannot bind."""
+    address; a CURVE server with the agent's key pair if ``keys``. Raises
+    ``zmq.ZMQError`` if it cannot bind."""
     sock = ctx.socket(zmq.PULL)
     sock.setsockopt(zmq.MAXMSGSIZE, max_msg)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVHWM, 100_000)
+    if keys is not None:
+        curve_server(sock, keys)
     try:
         sock.bind(endpoint)
     except zmq.ZMQError:
@@ -124,34 +144,93 @@ def inbox_socket(ctx: zmq.Context, endpoint: str, max_msg: int = P.MAX_FRAME) ->
     return sock, sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
-def peer_socket(ctx: zmq.Context, endpoint: str, max_msg: int = P.MAX_FRAME) -> zmq.Socket:
-    """An agent's link (PUSH) to a peer's inbox at ``endpoint``."""
+def peer_socket(ctx: zmq.Context, endpoint: str, keys: SwarmKeys | None = None, peer: str = "", max_msg: int = P.MAX_FRAME) -> zmq.Socket:
+    """An agent's link (PUSH) to a peer's inbox at ``endpoint``; with ``keys``, a
+    CURVE client with this agent's key pair that accepts only ``peer``'s key
+    (a user id, e.g. ``agent-2``) at the other end."""
     sock = ctx.socket(zmq.PUSH)
     sock.setsockopt(zmq.MAXMSGSIZE, max_msg)  # a PUSH reads nothing; set anyway, for every socket alike
     sock.setsockopt(zmq.LINGER, 100)
     sock.setsockopt(zmq.SNDHWM, 10_000)
     sock.setsockopt(zmq.IMMEDIATE, 0)
+    if keys is not None:
+        curve_client(sock, keys, keys.public_of(peer))
     sock.connect(endpoint)
     return sock
 
 
+# ---- CURVE (runtime.keys holds the keys; docs/protocol.md, "Trust model and CURVE") ----------
+
+
+def curve_server(sock: zmq.Socket, keys: SwarmKeys) -> None:
+    """Make ``sock`` (before it binds) a CURVE server with this member's key pair."""
+    sock.curve_secretkey = keys.secret
+    sock.curve_publickey = keys.public
+    sock.curve_server = True
+
+
+def curve_client(sock: zmq.Socket, keys: SwarmKeys, server_key: bytes) -> None:
+    """Make ``sock`` (before it connects) a CURVE client with this member's key
+    pair that talks only to the server holding ``server_key``."""
+    sock.curve_secretkey = keys.secret
+    sock.curve_publickey = keys.public
+    sock.curve_serverkey = server_key
+
+
+class SwarmAuthenticator(ThreadAuthenticator):
+    """The ZAP handler of one context: admits a CURVE client only if its public
+    key is one of the swarm's, and names the connection by that key's user id
+    (``world``, ``agent-<i>``). Every frame received over it carries that name
+    as its ``User-Id`` property."""
+
+    def __init__(self, ctx: zmq.Context, keys: SwarmKeys) -> None:
+        super().__init__(ctx)
+        self.admitted = keys.users()  # Z85 public key -> user id
+
+    def callback(self, domain: str, key: bytes) -> bool:  # the credentials provider (Z85 key)
+        return key in self.admitted
+
+    def curve_user_id(self, client_public_key: bytes) -> str:
+        return self.admitted[z85.encode(client_public_key)]
+
+
+def start_auth(ctx: zmq.Context, keys: SwarmKeys) -> SwarmAuthenticator:
+    """Start ``ctx``'s ZAP handler for the swarm's keys; call before a CURVE
+    server socket binds (without a handler, libzmq would admit any key)."""
+    auth = SwarmAuthenticator(ctx, keys)
+    auth.start()
+    auth.configure_curve_callback("*", credentials_provider=auth)
+    return auth
+
+
 class ZmqTransport(Transport):
     """A ROUTER at ``endpoint``; robot ``i`` connects as ``agent-<i>``. Frames are
-    ``wire.protocol``'s (docs/protocol.md)."""
+    ``wire.protocol``'s (docs/protocol.md).
+
+    With ``keys`` (the world's, ``runtime.keys``) the ROUTER is a CURVE server
+    on a context of its own with its own ZAP handler: only the swarm's keys
+    connect, and a frame is accepted only if its claimed sender is the agent
+    whose key the connection authenticated with."""
 
     _rcvtimeo = -1  # the socket's ZMQ_RCVTIMEO (ms) for poll_one, set only when it changes
 
-    def __init__(self, endpoint: str, ctx: zmq.Context | None = None) -> None:
+    def __init__(self, endpoint: str, ctx: zmq.Context | None = None, keys: SwarmKeys | None = None) -> None:
         self.bind_endpoint = endpoint
-        self.ctx = ctx or zmq.Context.instance()
+        self.keys = keys
+        self.own_ctx = keys is not None and ctx is None  # one ZAP handler per context: a world gets its own
+        self.ctx = zmq.Context() if self.own_ctx else (ctx or zmq.Context.instance())
+        self.auth: SwarmAuthenticator | None = None
         self.sock: zmq.Socket | None = None
 
     def open(self, world: Receiver) -> str:
         self.world, self.ex, self.swarm = world, world.ex, world.swarm
         self.counters = world.counters
         self.obs_codec, self.act_codec = P.ObsCodec(world.ex), P.ActCodec(world.ex)  # the per-step frames
+        if self.keys is not None:
+            self.auth = start_auth(self.ctx, self.keys)
+            self.users = [agent_user(i) for i in range(world.ex.n_agents)]  # the User-Id agent i's frames carry
         try:
-            self.sock, self.endpoint = router_socket(self.ctx, self.bind_endpoint, P.max_message_size(world.ex))
+            self.sock, self.endpoint = router_socket(self.ctx, self.bind_endpoint, self.keys, P.max_message_size(world.ex))
         except zmq.ZMQError as e:
             raise BundleError(f"the world cannot listen on {self.bind_endpoint}: {e}") from None
         return self.endpoint
@@ -162,12 +241,16 @@ class ZmqTransport(Transport):
         pollset = [(sock, POLLIN)]
         if not zmq.zmq_poll(pollset, timeout_ms):
             return
+        secure = self.keys is not None
         while True:
             try:
-                parts = sock.recv_multipart(NOBLOCK)
+                parts = sock.recv_multipart(NOBLOCK, copy=not secure)
             except zmq.Again:
                 return
-            self._handle(parts)
+            if secure:  # with the User-Id of the key that sent it
+                self._handle([p.bytes for p in parts], parts[-1].get("User-Id"))
+            else:
+                self._handle(parts)
             if not zmq.zmq_poll(pollset, 0):  # drained (cheaper than a failing recv)
                 return
 
@@ -187,9 +270,14 @@ class ZmqTransport(Transport):
         while part.more:  # a multipart message: not ours (counted as bad by _handle)
             part = sock.recv(copy=False)
             parts.append(part.bytes)
-        self._handle(parts)
+        if self.keys is not None:  # with the User-Id of the key that sent it
+            self._handle(parts, part.get("User-Id"))
+        else:
+            self._handle(parts)
 
-    def _handle(self, parts: list[bytes]) -> None:
+    def _handle(self, parts: list[bytes], user: str | None = None) -> None:
+        """One received message; ``user``: its connection's authenticated user id
+        (CURVE), None without authentication."""
         c = self.counters
         c.received += 1
         if len(parts) != 2:
@@ -208,6 +296,9 @@ class ZmqTransport(Transport):
         i = env["from"]
         if i == P.WORLD or ident != b"agent-%d" % i:
             c.bad("sender does not match its connection")
+            return
+        if self.keys is not None and user != self.users[i]:
+            c.bad("sender does not match its key")
             return
         self.world.accept(i, env)
 
@@ -235,6 +326,13 @@ class ZmqTransport(Transport):
     def close(self) -> None:
         if self.sock is not None:
             self.sock.close(linger=0)
+            self.sock = None
+        if self.auth is not None:
+            self.auth.stop()
+            self.auth = None
+        if self.own_ctx:
+            self.own_ctx = False
+            self.ctx.term()
 
 
 # ---- UDP ----------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ EDGE = [
     "marl_edge.robots.base", "marl_edge.robots.sim", "marl_edge.robots.udp",
     "marl_edge.runtime.agent", "marl_edge.runtime.policy", "marl_edge.runtime.world", "marl_edge.runtime.swarm",
     "marl_edge.runtime.team", "marl_edge.runtime.bundle", "marl_edge.runtime.transport", "marl_edge.runtime.udp_world",
-    "marl_edge.runtime.metrics", "marl_edge.runtime.signing",
+    "marl_edge.runtime.metrics", "marl_edge.runtime.signing", "marl_edge.runtime.keys",
     "marl_edge.cli.agent", "marl_edge.cli.swarm", "marl_edge.cli.evaluate", "marl_edge.cli.keys",
 ]
 

@@ -281,7 +281,8 @@ def test_profiles_deploy_agents_started_elsewhere(bundles, cli, tmp_path):
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for i in range(6)]
     try:
         res = run_swarm(bundles["knn3"], SwarmOptions(episodes=4, seed=1, transport="tcp", spawn=False, world_bind=f"tcp://127.0.0.1:{world_port}",
-                                                      swarm_id=prof["swarm_id"], start_timeout_s=60))
+                                                      swarm_id=prof["swarm_id"], start_timeout_s=60,
+                                                      secret_key=tmp_path / "prof" / "world.key_secret", public_keys=tmp_path / "prof" / "public_keys.json"))
         for a in agents:
             assert a.wait(timeout=20) == 0
     finally:
