@@ -189,7 +189,7 @@ def test_inbox_keeps_a_small_window_and_counts_duplicates_and_multipart(bundles)
     b.robot = RecordingRobot()
     # multi-part messages are refused, counted once each
     ctx = zmq.Context.instance()
-    s, addr = inbox_socket(ctx, f"inproc://limits-{os.getpid()}", 4096)
+    s, addr = inbox_socket(ctx, f"inproc://limits-{os.getpid()}", max_msg=4096)
     push = peer_socket(ctx, addr)
     try:
         b.inbox_sock, b.pollset = s, [(s, zmq.POLLIN)]
