@@ -29,6 +29,8 @@ def _load_profile(path: Path | None) -> dict:
 @click.option("--manifest", type=click.Path(path_type=Path), default=None, help="The bundle's swarm.json (default: next to AGENT_DIR).")
 @click.option("--world", default=None, help="World simulator endpoint (the simulated robot connects there).")
 @click.option("--robot", default=None, help="The robot link instead of --world: udp://HOST:PORT, a device speaking the UDP datagram format (docs/robots.md).")
+@click.option("--link-key", type=click.Path(path_type=Path), default=None,
+              help="--robot: authenticate every datagram with this shared key file (mode 0600; marl-keys link OUT), as the device does (or link_key in --profile).")
 @click.option("--bind", default=None, help="Where this agent's message inbox listens (default tcp://127.0.0.1:*).")
 @click.option("--peers", "peers_file", type=click.Path(path_type=Path), default=None, help='JSON {"<id>": "<endpoint>"} of the other agents\' inboxes.')
 @click.option("--profile", type=click.Path(path_type=Path), default=None, help="A deployment profile (JSON) with any of these options.")
@@ -51,7 +53,7 @@ def _load_profile(path: Path | None) -> dict:
 @click.option("--insecure", is_flag=True, help="Plain TCP without CURVE: anyone who reaches the sockets can join. Tests only.")
 @click.option("--json", "as_json", is_flag=True)
 @debug_option
-def agent_cmd(agent_dir, manifest, world, robot, bind, peers_file, profile, mode, hz, swarm_id, drop, delay_steps, msg_timeout, seed, metrics_path,
+def agent_cmd(agent_dir, manifest, world, robot, link_key, bind, peers_file, profile, mode, hz, swarm_id, drop, delay_steps, msg_timeout, seed, metrics_path,
               trusted_keys, world_timeout, reconnect, secret_key, public_keys, insecure, as_json, debug):
     """Run AGENT_DIR (agent_<i> of a bundle from marl-export) as one agent.
 
@@ -93,6 +95,17 @@ def agent_cmd(agent_dir, manifest, world, robot, bind, peers_file, profile, mode
             resolve(*link)
         except UdpLinkError as e:
             raise BundleError(f"--robot: {e}") from None
+    link_key = link_key if link_key is not None else (None if prof.get("link_key") is None else Path(profile).parent / prof["link_key"])
+    auth = None
+    if link_key is not None:
+        if robot is None:
+            raise BundleError("--link-key authenticates the UDP robot link: give --robot udp://HOST:PORT too")
+        from ..wire.udp import UdpLinkError, link_auth
+
+        try:
+            auth = link_auth(link_key)
+        except UdpLinkError as e:
+            raise BundleError(f"--link-key: {e}") from None
     peers = None
     pf = pick(peers_file, "peers")
     if pf is not None:
@@ -142,7 +155,7 @@ def agent_cmd(agent_dir, manifest, world, robot, bind, peers_file, profile, mode
         from ..robots.udp import UdpRobot
         from ..wire.udp import UdpSpec
 
-        adapter = UdpRobot(link, UdpSpec.from_manifest(m))
+        adapter = UdpRobot(link, UdpSpec.from_manifest(m), auth=auth)
     else:
         k = opts.keys
         adapter = SimRobot(world, ex, curve=None if k is None else (k.public, k.secret, k.public_of("world")))

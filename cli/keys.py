@@ -1,4 +1,5 @@
-"""marl-keys: Ed25519 key pairs for signed bundles, and signing an existing bundle (docs/export.md, "Signed bundles")."""
+"""marl-keys: Ed25519 key pairs for signed bundles, and signing an existing bundle (docs/export.md, "Signed bundles");
+shared keys for the authenticated UDP robot link (docs/robots.md, "An authenticated link")."""
 
 from __future__ import annotations
 
@@ -13,7 +14,29 @@ from .common import debug_option, emit_json, run_command
 def keys_cmd():
     """Keys for signed bundles. The private key stays on the build workstation
     (marl-export --sign-key KEY); robots hold only KEY.pub (--trusted-key KEY.pub
-    on marl-agent, marl-swarm and marl-eval). Needs marl-edge[crypto]."""
+    on marl-agent, marl-swarm and marl-eval). Needs marl-edge[crypto].
+    `marl-keys link OUT` writes a shared key for the UDP robot link (stdlib only)."""
+
+
+@keys_cmd.command("link")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@debug_option
+def link_cmd(out, force, debug):
+    """Write a new shared key for the UDP robot link: OUT, 32 random bytes as
+    64 hex digits, mode 0600. Copy it (privately) to the bridge and the robots:
+    python -m marl_edge.runtime.udp_world ... --link-key OUT, marl-agent ... --robot udp://HOST:PORT --link-key OUT."""
+    from ..runtime.bundle import BundleError
+    from ..wire.udp import UdpLinkError, write_link_key
+
+    try:
+        path = write_link_key(out, force=force)
+    except UdpLinkError as e:
+        raise BundleError(str(e)) from None
+    except OSError as e:
+        raise BundleError(f"{out}: cannot write it ({e.strerror or e})") from None
+    click.echo(f"link key {path} (mode 0600): copy it to the bridge and every robot; --link-key {Path(path).name}")
+    return 0
 
 
 @keys_cmd.command("signing")

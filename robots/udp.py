@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..wire.udp import (
-    F32, MAX_DATAGRAM, PEERS, STOP, EncodeError, LinkCounters, UdpLinkError, UdpSpec, decode, encode_act, encode_bye,
+    F32, MAX_DATAGRAM, PEERS, STOP, EncodeError, LinkAuth, LinkCounters, UdpLinkError, UdpSpec, decode, encode_act, encode_bye,
     encode_hello, parse_udp_url, resolve, same_addr,
 )
 from .base import Observation, RobotAdapter, Stop
@@ -36,9 +36,12 @@ class UdpRobot(RobotAdapter):
     Datagrams not from the device's address, and malformed ones, are counted
     and dropped. A PEERS datagram is handed to the agent with the next
     observation. The agent's heartbeat is a HEARTBEAT datagram (it carries
-    the hello's fields: a device may take the agent back from it)."""
+    the hello's fields: a device may take the agent back from it). With
+    ``auth`` (a shared link key) every datagram is sealed and every received
+    one must carry a valid tag and a fresh counter."""
 
-    def __init__(self, device: str | tuple[str, int], spec: UdpSpec, bind: tuple[str, int] | None = None, rcvbuf: int = 1 << 20) -> None:
+    def __init__(self, device: str | tuple[str, int], spec: UdpSpec, bind: tuple[str, int] | None = None, rcvbuf: int = 1 << 20,
+                 auth: LinkAuth | None = None) -> None:
         host, port = parse_udp_url(device) if isinstance(device, str) else device
         self.family, self.device = resolve(host, port)
         self.spec = spec
@@ -49,10 +52,13 @@ class UdpRobot(RobotAdapter):
         self.hello: dict[str, Any] = {}
         self.counters = LinkCounters()
         self._peers: dict[int, str] | None = None
+        self.auth = auth  # a link key: every datagram is sealed, and only authentic, fresh ones are taken
 
     # ---- sending ----
     def _send(self, data: bytes) -> None:
         assert self.sock is not None, "connect first"
+        if self.auth is not None:
+            data = self.auth.seal(data)
         try:
             self.sock.sendto(data, self.device)
             self.counters.sent += 1
@@ -107,7 +113,7 @@ class UdpRobot(RobotAdapter):
             if not same_addr(src, self.device):
                 c.bad("not from the device")
                 continue
-            d = decode(data, self.spec, to_agent=True, agent=self.agent_id)
+            d = decode(data, self.spec, to_agent=True, agent=self.agent_id, auth=self.auth)
             if isinstance(d, str):
                 c.bad(d)
             elif d.kind == STOP:

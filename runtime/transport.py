@@ -348,10 +348,13 @@ class UdpTransport(Transport):
     deadline because a datagram was lost) takes it back, like a HELLO: it
     rejoins with a fresh recurrent state. After the last episode, a HEARTBEAT
     or ACT is answered with STOP again (in case the first was lost). The
-    peers' message endpoints go out in PEERS datagrams."""
+    peers' message endpoints go out in PEERS datagrams. With ``auth`` (a
+    shared link key) every datagram is sealed, and a received one without a
+    valid tag or with a replayed counter is counted and dropped."""
 
-    def __init__(self, spec: U.UdpSpec, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, spec: U.UdpSpec, host: str = "127.0.0.1", port: int = 0, auth: U.LinkAuth | None = None) -> None:
         self.spec = spec
+        self.auth = auth
         self.bind_host, self.bind_port = host, port
         self.udp_addr: dict[int, tuple[Any, ...]] = {}  # agent -> its link's address (from its HELLO)
         self.link = U.LinkCounters()  # only send_errors is used: the frames are counted in the world's counters
@@ -397,7 +400,7 @@ class UdpTransport(Transport):
         c, w = self.counters, self.world
         c.received += 1
         c.received_bytes += len(data)
-        d = U.decode(data, self.spec, to_agent=False)
+        d = U.decode(data, self.spec, to_agent=False, auth=self.auth)
         if isinstance(d, str):
             c.bad(d)
             return
@@ -430,6 +433,8 @@ class UdpTransport(Transport):
 
     # ---- sending -------------------------------------------------------------------------
     def _sendto(self, addr: tuple[Any, ...], data: bytes) -> None:
+        if self.auth is not None:
+            data = self.auth.seal(data)
         try:
             self.sock.sendto(data, addr)
             self.counters.sent += 1

@@ -42,9 +42,11 @@ from .world import World, WorldOptions, WorldStats
 
 
 def udp_world(bundle: Bundle, host: str = "127.0.0.1", port: int = 0, swarm: str | None = None,
-              opts: WorldOptions | None = None) -> World:
-    """The world simulator behind a UDP socket bound at ``host:port`` (0: any free port)."""
-    transport = UdpTransport(U.UdpSpec.from_manifest(bundle.manifest), host, port)
+              opts: WorldOptions | None = None, link_key: bytes | None = None) -> World:
+    """The world simulator behind a UDP socket bound at ``host:port`` (0: any free port);
+    with ``link_key`` every datagram is authenticated (``wire.udp.LinkAuth``)."""
+    auth = None if link_key is None else U.LinkAuth(link_key)
+    transport = UdpTransport(U.UdpSpec.from_manifest(bundle.manifest), host, port, auth=auth)
     return World(bundle, transport, swarm or bundle_id(Path(bundle.path) / MANIFEST), opts or WorldOptions())
 
 
@@ -70,6 +72,7 @@ def summary(device: World, stats: WorldStats, seed: int) -> dict[str, Any]:
         "absences": stats.absences,
         "rejoins": stats.rejoins,
         "device_link": stats.counters.as_dict() | {"send_errors": device.transport.link.send_errors},
+        "authenticated": device.transport.auth is not None,
         "device_invalid_frames": stats.counters.invalid,
         "robot_invalid_frames": robot_invalid,
         "invalid_frames": stats.counters.invalid + robot_invalid + msg_invalid,
@@ -92,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--act-timeout", type=float, default=5.0, help="lock-step: longest wait (s) for a live agent's action")
     p.add_argument("--hb-timeout", type=float, default=1.0, help="an agent silent this long (s) is absent")
     p.add_argument("--start-timeout", type=float, default=60.0, help="longest wait (s) for every agent's HELLO")
+    p.add_argument("--link-key", type=Path, default=None,
+                   help="authenticate every datagram with this shared key file (mode 0600; marl-keys link OUT); the agents take the same --link-key")
     p.add_argument("--quiet", action="store_true")
     return p
 
@@ -108,13 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.episodes < 1 or not 0 <= args.port <= 65535 or not args.hz > 0:
             raise BundleError("--episodes must be >= 1, --port in 0..65535, --hz > 0")
+        key = None if args.link_key is None else U.read_link_key(args.link_key)
         b = load_bundle(args.bundle)
         seed = b.manifest.source.seed if args.seed is None else int(args.seed)
         opts = WorldOptions(episodes=args.episodes, seed=seed, start_timeout_s=args.start_timeout, act_timeout_s=args.act_timeout,
                             hb_timeout_s=args.hb_timeout, mode=args.mode, hz=args.hz)
-        device = udp_world(b, args.host, args.port, args.swarm_id, opts)
+        device = udp_world(b, args.host, args.port, args.swarm_id, opts, link_key=key)
         print(f"listening {device.endpoint}", flush=True)
-        say(f"device   {b.n_agents} robots, swarm {device.swarm}, {args.mode}, {args.episodes} episodes (seed {seed}); waiting for HELLOs")
+        say(f"device   {b.n_agents} robots, swarm {device.swarm}, {args.mode}, {args.episodes} episodes (seed {seed}), "
+            f"{'authenticated (link key)' if key else 'unauthenticated'}; waiting for HELLOs")
         t0 = time.perf_counter()
         device.wait_for_agents()
         say(f"device   every robot said hello after {time.perf_counter() - t0:.2f} s")

@@ -44,14 +44,32 @@ direction, recipient, flags, zero reserved fields, sane episode and step,
 shapes against the bundle, distinct ids in range, finite floats, 0/1 avail,
 UTF-8 text, and the sender's address -- and a bad one is counted
 (``invalid_frames``, with a reason) and dropped; decoding never raises.
+
+Authenticated datagrams (optional, both ends hold the same 32-byte link key):
+flags bit 15 (AUTH) is set and a 24-byte trailer follows the body::
+
+    u64 counter   the sender's datagram counter (starts at the Unix time in ns, +1 per datagram)
+    u8  tag[16]   HMAC-SHA256(key, every byte before the tag), first 16 bytes
+
+A receiver with a key refuses a datagram without AUTH ("no tag"), with a tag
+that does not verify ("bad tag"), or whose counter it has seen ("replayed")
+or that is 64 or more below the highest one seen from that sender ("too
+old"). ``LinkAuth`` seals and opens; ``decode(..., auth=...)`` checks.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import json
 import math
+import os
 import socket
+import stat
 import struct
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -74,6 +92,12 @@ TO_DEVICE = (HELLO, HEARTBEAT, ACT, BYE)
 TO_AGENT = (OBS, PEERS, STOP)
 KIND_NAMES = {HELLO: "hello", HEARTBEAT: "heartbeat", ACT: "act", BYE: "bye", OBS: "obs", PEERS: "peers", STOP: "stop"}
 FLAG_FIRST = 0x0001
+FLAG_AUTH = 0x8000  # an authenticated datagram: the counter + tag trailer follows the body
+KEY_SIZE = 32  # the link key: 32 random bytes
+TAG_SIZE = 16  # HMAC-SHA256 truncated to its first 16 bytes
+COUNTER = struct.Struct("<Q")
+TRAILER_SIZE = COUNTER.size + TAG_SIZE  # 24
+REPLAY_WINDOW = 64
 
 _U16X4 = struct.Struct("<HHHH")
 _HELLO = struct.Struct("<IHH")
@@ -131,6 +155,7 @@ class Datagram:
     metrics: dict[str, Any] | None = None
     peers: dict[int, str] | None = None
     reason: str = ""
+    counter: int | None = None  # an authenticated datagram's counter
 
 
 # ---- encoding ----------------------------------------------------------------------
@@ -237,12 +262,14 @@ def _ids(raw: np.ndarray, n: int, limit: int, name: str) -> list[int] | str:
     return ids
 
 
-def decode(data: bytes, spec: UdpSpec, to_agent: bool, agent: int | None = None) -> Datagram | str:
+def decode(data: bytes, spec: UdpSpec, to_agent: bool, agent: int | None = None, auth: "LinkAuth | None" = None) -> Datagram | str:
     """A received datagram as a ``Datagram``, or the reason it is invalid.
 
     ``to_agent``: decoding on the agent's side (device -> agent kinds), else on
     the device's side. ``agent``: the agent id a device -> agent datagram must
-    be addressed to."""
+    be addressed to. ``auth``: the link key is set; the datagram must carry a
+    valid tag and a fresh counter (the replay window is that of the sender:
+    the agent in the header on the device's side, the device on the agent's)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         return "not bytes"
     data = bytes(data)
@@ -250,6 +277,14 @@ def decode(data: bytes, spec: UdpSpec, to_agent: bool, agent: int | None = None)
         return "oversized"
     if len(data) < HEADER_SIZE:
         return "short: no header"
+    counter = None
+    if auth is not None:
+        opened = auth.open(data)
+        if isinstance(opened, str):
+            return opened
+        data, counter = opened
+    elif HEADER.unpack_from(data)[4] & FLAG_AUTH and data[:2] == MAGIC:
+        return "authenticated (no link key here)"
     magic, version, kind, who, flags, episode, step = HEADER.unpack_from(data)
     if magic != MAGIC:
         return "bad magic"
@@ -270,7 +305,15 @@ def decode(data: bytes, spec: UdpSpec, to_agent: bool, agent: int | None = None)
     d = Datagram(kind, who, episode, step, first=bool(flags & FLAG_FIRST))
     body = memoryview(data)[HEADER_SIZE:]
     r = _BODY[kind](d, body, spec)
-    return r if r is not None else d
+    if r is not None:
+        return r
+    if auth is not None:  # valid and authentic: now (and only now) the counter moves the sender's window
+        assert counter is not None
+        stale = auth.accept((to_agent, who), counter)
+        if stale is not None:
+            return stale
+        d.counter = counter
+    return d
 
 
 def _body_hello(d: Datagram, body: memoryview, spec: UdpSpec) -> str | None:
@@ -409,6 +452,145 @@ def _body_stop(d: Datagram, body: memoryview, spec: UdpSpec) -> str | None:
 _BODY = {HELLO: _body_hello, HEARTBEAT: _body_hello, ACT: _body_act, BYE: _body_bye, OBS: _body_obs, PEERS: _body_peers, STOP: _body_stop}
 
 
+# ---- authentication: the link key, the tag, the replay window ----------------------------------
+
+
+class ReplayWindow:
+    """The counters seen from one sender: the highest one and a bitmap of the
+    ``size`` below it (bit k: highest - k was seen), as in IPsec/DTLS."""
+
+    __slots__ = ("size", "top", "seen")
+
+    def __init__(self, size: int = REPLAY_WINDOW) -> None:
+        self.size, self.top, self.seen = size, -1, 0
+
+    def check(self, n: int) -> str | None:
+        """None if ``n`` is fresh, else "replayed" or "too old"."""
+        if n > self.top:
+            return None
+        back = self.top - n
+        if back >= self.size:
+            return "too old"
+        return "replayed" if self.seen >> back & 1 else None
+
+    def update(self, n: int) -> None:
+        if n > self.top:
+            shift = n - self.top
+            self.seen = ((self.seen << shift) | 1) & ((1 << self.size) - 1) if shift < self.size else 1
+            self.top = n
+        else:
+            self.seen |= 1 << (self.top - n)
+
+
+class LinkAuth:
+    """One end of an authenticated link: seals what it sends (AUTH flag,
+    counter, tag) and opens what it receives (tag, then the sender's replay
+    window). The counter starts at the Unix time in nanoseconds, so a
+    restarted sender carries on above what its peers have seen."""
+
+    def __init__(self, key: bytes, window: int = REPLAY_WINDOW, counter: int | None = None) -> None:
+        if len(key) != KEY_SIZE:
+            raise UdpLinkError(f"a link key is {KEY_SIZE} bytes, got {len(key)}")
+        self.key = bytes(key)
+        self.window = window
+        self.counter = time.time_ns() if counter is None else int(counter)
+        self.windows: dict[Any, ReplayWindow] = {}
+
+    def tag(self, signed: bytes) -> bytes:
+        return hmac.digest(self.key, signed, "sha256")[:TAG_SIZE]
+
+    def seal(self, datagram: bytes) -> bytes:
+        """An unauthenticated datagram (from the encoders) -> its authenticated form."""
+        if len(datagram) < HEADER_SIZE or len(datagram) + TRAILER_SIZE > MAX_DATAGRAM:
+            raise EncodeError(f"cannot seal a datagram of {len(datagram)} bytes")
+        self.counter = (self.counter + 1) & 0xFFFFFFFFFFFFFFFF
+        flags = struct.unpack_from("<H", datagram, 6)[0] | FLAG_AUTH
+        signed = b"".join((datagram[:6], struct.pack("<H", flags), datagram[8:], COUNTER.pack(self.counter)))
+        return signed + self.tag(signed)
+
+    def open(self, data: bytes) -> tuple[bytes, int] | str:
+        """(the datagram without AUTH and trailer, its counter), or "no tag" / "bad tag"."""
+        flags = struct.unpack_from("<H", data, 6)[0]
+        if not flags & FLAG_AUTH or len(data) < HEADER_SIZE + TRAILER_SIZE:
+            return "no tag"
+        signed, tag = data[:-TAG_SIZE], data[-TAG_SIZE:]
+        if not hmac.compare_digest(self.tag(signed), tag):
+            return "bad tag"
+        (counter,) = COUNTER.unpack_from(signed, len(signed) - COUNTER.size)
+        plain = b"".join((signed[:6], struct.pack("<H", flags & ~FLAG_AUTH), signed[8 : -COUNTER.size]))
+        return plain, counter
+
+    def accept(self, sender: Any, counter: int) -> str | None:
+        """None (and the window moves) if ``counter`` is fresh for ``sender``, else why not."""
+        w = self.windows.get(sender)
+        if w is None:
+            w = self.windows[sender] = ReplayWindow(self.window)
+        why = w.check(counter)
+        if why is None:
+            w.update(counter)
+        return why
+
+
+def new_link_key() -> bytes:
+    return os.urandom(KEY_SIZE)
+
+
+def write_link_key(out: str | os.PathLike, force: bool = False) -> str:
+    """Write a new link key to ``out`` as 64 hex digits and a newline, mode 0600
+    (created so from the start); returns the path."""
+    path = os.fspath(out)
+    if os.path.exists(path) and not force:
+        raise UdpLinkError(f"{path} exists; pass --force to replace it")
+    tmp = f"{path}.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(new_link_key().hex() + "\n")
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_link_key(path: str | os.PathLike) -> bytes:
+    """A link key file: 32 bytes as hex (64 digits) or base64 text, a regular
+    file only its owner can read (like ssh, a group/other-readable one is refused)."""
+    p = os.fspath(path)
+    try:
+        st = os.stat(p)
+    except OSError as e:
+        raise UdpLinkError(f"link key {p}: cannot read it ({e.strerror or e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise UdpLinkError(f"link key {p}: not a regular file")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        raise UdpLinkError(f"link key {p}: mode {mode:04o} lets others read it; run chmod 600 {p}")
+    try:
+        with open(p, "rb") as f:
+            text = f.read(4096).strip()
+    except OSError as e:
+        raise UdpLinkError(f"link key {p}: cannot read it ({e.strerror or e})") from None
+    key = None
+    try:
+        key = bytes.fromhex(text.decode("ascii"))
+    except (ValueError, UnicodeDecodeError):
+        try:
+            key = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            pass
+    if key is None or len(key) != KEY_SIZE:
+        raise UdpLinkError(f"link key {p}: want {KEY_SIZE} bytes as hex or base64 text (marl-keys link OUT writes one)")
+    return key
+
+
+def link_auth(path: str | os.PathLike | None) -> LinkAuth | None:
+    """The ``LinkAuth`` of a key file, or None without one."""
+    return None if path is None else LinkAuth(read_link_key(path))
+
+
 # ---- addresses ----------------------------------------------------------------------------
 
 
@@ -453,5 +635,6 @@ class LinkCounters(Counters):
 __all__ = [
     "UdpSpec", "Datagram", "decode", "encode_hello", "encode_act", "encode_bye", "encode_obs", "encode_peers", "encode_stop",
     "parse_udp_url", "resolve", "same_addr", "LinkCounters", "UdpLinkError", "EncodeError", "MAGIC", "VERSION", "HEADER_SIZE",
-    "MAX_DATAGRAM",
+    "MAX_DATAGRAM", "LinkAuth", "ReplayWindow", "read_link_key", "write_link_key", "new_link_key", "link_auth", "FLAG_AUTH",
+    "TRAILER_SIZE", "TAG_SIZE", "KEY_SIZE",
 ]
