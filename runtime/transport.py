@@ -350,7 +350,9 @@ class UdpTransport(Transport):
     or ACT is answered with STOP again (in case the first was lost). The
     peers' message endpoints go out in PEERS datagrams. With ``auth`` (a
     shared link key) every datagram is sealed, and a received one without a
-    valid tag or with a replayed counter is counted and dropped."""
+    valid tag or with a replayed counter is counted and dropped, and an
+    agent's authentic, fresh datagram from a new address moves its address
+    there (roaming)."""
 
     def __init__(self, spec: U.UdpSpec, host: str = "127.0.0.1", port: int = 0, auth: U.LinkAuth | None = None) -> None:
         self.spec = spec
@@ -419,6 +421,11 @@ class UdpTransport(Transport):
                 self.udp_addr[i] = src
                 w.accept(i, {"k": "hello", "from": i, "ep": 0, "t": 0, "addr": d.addr, "pid": d.pid})
                 return
+        if not from_known and known is not None and self.auth is not None:
+            # authentic and fresh: it is agent i (a key holder), wherever it now sends from (roaming, as WireGuard
+            # does); this also undoes a HELLO an attacker recorded and replayed to a restarted device
+            self.udp_addr[i] = src
+            from_known = True
         if not from_known:
             c.bad("sender does not match its address")
             return

@@ -17,7 +17,11 @@ missed a lock-step deadline because a datagram was lost) takes it back, like a
 HELLO: it rejoins with a fresh recurrent state. After the last episode, a
 HEARTBEAT or ACT is answered with STOP again (in case the first was lost).
 
-    python -m marl_edge.runtime.udp_world BUNDLE --port 9000 --episodes 8
+    python -m marl_edge.runtime.udp_world BUNDLE --port 9000 --episodes 8 [--link-key FILE]
+
+With ``--link-key`` (a shared key, ``marl-keys link OUT``) every datagram is
+authenticated (HMAC-SHA256 tag, counter, replay window: ``wire.udp.LinkAuth``);
+the agents take the same ``--link-key``.
 
 prints ``listening udp://HOST:PORT`` as its first stdout line, a short human
 summary on stderr, and the result as one JSON object, the last stdout line.

@@ -223,6 +223,12 @@ def test_device_counts_refusals(bundle):
         other.sendto(hello, at)  # a captured hello replayed from elsewhere: it does not move agent 0
         device._poll(30_000)
         assert c.invalid_reasons["replayed"] == 1 and device.transport.udp_addr[0][1] == a0.getsockname()[1]
+        other.sendto(U.encode_act(0, 0, 0, 1), at)  # an unauthenticated action in agent 0's name: no move either
+        device._poll(30_000)
+        assert c.invalid_reasons["no tag"] == 2 and device.transport.udp_addr[0][1] == a0.getsockname()[1]
+        other.sendto(me.seal(U.encode_hello(0, "tcp://127.0.0.1:7000", "sw", 11, heartbeat=True)), at)  # agent 0 roamed: authentic, fresh
+        device._poll(30_000)
+        assert device.transport.udp_addr[0][1] == other.getsockname()[1] and c.invalid == 5
     finally:
         device.close()
         a0.close()
