@@ -256,10 +256,15 @@ def test_authenticated_run_with_an_attacker_matches_the_evaluation(bundle, tmp_p
         attacker = start([str(HERE / "udp_attacker.py"), host, str(port)], tmp_path / "attacker.log", stdout=subprocess.PIPE, bufsize=0)
         procs.append(attacker)
         via = first_line(attacker).split()[1]
+        # agent 1 from a profile: its link_key is relative to the profile's folder
+        (tmp_path / "agent_1.json").write_text(json.dumps({"agent_dir": str(bundle / "agent_1"), "robot": endpoint, "link_key": "link.key",
+                                                           "bind": binds[1]}))
         for i in range(N):
             robot = via if i == 0 else endpoint
-            procs.append(start(["-m", "marl_edge.cli.agent", str(bundle / f"agent_{i}"), "--robot", robot, "--link-key", key, "--bind", binds[i],
-                                "--metrics", str(tmp_path / f"agent_{i}.jsonl")], tmp_path / f"agent_{i}.log", stdout=subprocess.DEVNULL))
+            args = ["--profile", str(tmp_path / "agent_1.json")] if i == 1 else [str(bundle / f"agent_{i}"), "--robot", robot, "--link-key", key,
+                                                                                   "--bind", binds[i]]
+            procs.append(start(["-m", "marl_edge.cli.agent", *args, "--metrics", str(tmp_path / f"agent_{i}.jsonl")],
+                               tmp_path / f"agent_{i}.log", stdout=subprocess.DEVNULL))
         out, _ = dev.communicate(timeout=300)
         agent_rcs = [p.wait(timeout=60) for p in procs[2:]]
     finally:
