@@ -143,6 +143,17 @@ def table(samples: list[dict[str, Any]], names: list[str], warmup_s: float, tol_
     return rows
 
 
+def no_nan(x: Any) -> Any:
+    """NaN (e.g. no act latency) as null: strict JSON."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: no_nan(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [no_nan(v) for v in x]
+    return x
+
+
 def mb(kb: float | None) -> str:
     return "n/a" if kb is None else f"{kb / 1024:.1f}"
 
@@ -242,7 +253,7 @@ def main() -> None:
         out = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "warmup_s": warmup_s,
                "load_start": load0, "load_end": load1, "minutes": minutes, "processes": rows, "run": summary,
                "samples": sampler.samples}
-        args.json.write_text(json.dumps(out, indent=2, default=lambda x: None if isinstance(x, float) and math.isnan(x) else str(x)))
+        args.json.write_text(json.dumps(no_nan(out), indent=2, allow_nan=False, default=str))
         print(f"samples and summary written to {args.json}")
 
 
