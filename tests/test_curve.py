@@ -1,8 +1,10 @@
 """CURVE on every TCP link of a swarm (docs/protocol.md, "Trust model and CURVE").
 
 A secured TCP swarm plays exactly the bundle evaluation; a stranger without a
-key changes nothing and cannot take an agent's slot; an insider with agent
-3's key cannot speak as agent 0 (its frames are counted with a reason);
+key changes nothing and cannot take an agent's slot (also a killed one's); an
+insider with agent 3's key cannot speak as agent 0 (its frames are counted
+with a reason), nor take a killed agent's slot, and its flood as agent 3 and
+its 50 MB frames leave the returns and agent 0's inbox bounded;
 --insecure still works; key files are private. Loopback only. Every process
 a test starts is stopped in a ``finally`` (and the launcher's agents die with
 it through PR_SET_PDEATHSIG)."""
@@ -173,10 +175,12 @@ def test_an_insider_cannot_speak_as_another_agent(bundle):
     assert no_children_left()
 
 
-def test_an_insider_cannot_take_a_killed_agents_slot(bundle):
-    """Agent 0 is killed; a process with agent 3's key takes the routing id
-    agent-0 but every frame it sends as agent 0 is refused, so agent 0 stays
-    absent until its own restart (whose key is agent 0's) comes back."""
+@pytest.mark.parametrize("who", ["insider", "outsider"])
+def test_nobody_takes_a_killed_agents_slot(bundle, who):
+    """Agent 0 is killed; a process with agent 3's key (insider) takes the routing id
+    agent-0 but every frame it sends as agent 0 (hello included) is refused; one with
+    a key of its own (outsider) never gets past the handshake. Either way agent 0
+    stays absent until its own restart (whose key is agent 0's) comes back."""
     box = {}
 
     def on_start(launcher, world):
@@ -185,7 +189,7 @@ def test_an_insider_cannot_take_a_killed_agents_slot(bundle):
         def hook(step):
             if step == 8:  # agent 0 was killed at step 5
                 k = load_keys(launcher.key_files["agent-3"], launcher.key_files["public"])
-                box["p"] = start_attacker(launcher, world, key=(k.public.decode(), k.secret.decode()))
+                box["p"] = start_attacker(launcher, world, key=(k.public.decode(), k.secret.decode()) if who == "insider" else None)
             elif step == 19:  # before agent 0's restart at step 20
                 stop(box.get("p"))
                 time.sleep(0.3)  # its connection closes
@@ -203,8 +207,79 @@ def test_an_insider_cannot_take_a_killed_agents_slot(bundle):
     assert [(a["agent"], a["why"]) for a in res["absences"]] == [(0, "killed")]
     assert [(r["agent"], r["step"]) for r in res["rejoins"]] == [(0, 20)]  # only its own restart came back
     assert res["noop_actions"] == 20 - 5
-    assert res["world_invalid_frames"] > 0  # the squatter's frames, refused
-    assert set(res["world_invalid_reasons"]) == {"sender does not match its key"}, res["world_invalid_reasons"]
+    if who == "insider":
+        assert res["world_invalid_frames"] > 0  # the squatter's frames, refused
+        assert set(res["world_invalid_reasons"]) == {"sender does not match its key"}, res["world_invalid_reasons"]
+    else:  # its handshakes fail: not one of its frames reaches the world
+        assert res["world_invalid_frames"] == 0 and res["world_invalid_reasons"] == {}
+    assert no_children_left()
+
+
+# An insider with agent 3's valid key, speaking as agent 3 (which its key authorises):
+# a flood of well-formed future-dated msg frames into agent 0's inbox, then one frame
+# far above the socket limit to that inbox and one to the world's ROUTER (from a
+# fresh routing id, so nothing but the size stops it). Arguments: one JSON object.
+INSIDER_FLOOD = textwrap.dedent("""
+    import json, sys, zmq, numpy as np
+    from marl_edge.wire import protocol as P
+    a = json.loads(sys.argv[1])
+    ctx = zmq.Context()
+    def curve(s, server):
+        s.curve_publickey, s.curve_secretkey = a["key"][0].encode(), a["key"][1].encode()
+        s.curve_serverkey = server.encode()
+    codec, x = P.MsgCodec(a["swarm"], a["d"]), np.zeros(a["d"], np.float32)
+    s = ctx.socket(zmq.PUSH); s.setsockopt(zmq.SNDHWM, 0); curve(s, a["inbox_key"]); s.connect(a["inbox"])
+    for k in range(a["flood"]):  # dated after anything the 5-step episodes reach (episodes 0-3: never stale either)
+        ep, t = (3, 10 + k) if k % 2 else (100 + k, k % 5)
+        s.send(codec.encode(3, ep, t % 1_000_000, x))
+    s.close(linger=30000)
+    for ep, key, kind in ((a["inbox"], a["inbox_key"], zmq.PUSH), (a["world"], a["world_key"], zmq.DEALER)):
+        b = ctx.socket(kind)
+        if kind == zmq.DEALER:
+            b.setsockopt(zmq.IDENTITY, b"intruder")
+        curve(b, key); b.connect(ep)
+        b.send(b"\\x00" * a["big"])
+        b.close(linger=10000)
+    ctx.term()
+""")
+
+
+def test_an_insider_flooding_as_itself_changes_nothing(bundle):
+    """Agent 3's key, frames from agent 3: admitted by the key check, refused by the
+    inbox window (counted "too far ahead"); the 50 MB frames are dropped by libzmq
+    (MAXMSGSIZE) on the inbox and on the world's ROUTER before Python sees them."""
+    from test_limits import BIG, FLOOD
+    from marl_edge.runtime.agent import AHEAD
+
+    procs = []
+
+    def on_start(launcher, world):
+        k = load_keys(launcher.key_files["agent-3"], launcher.key_files["public"])
+        pub = launcher.world_keys.publics
+        args = {"inbox": world.addr[0], "inbox_key": pub["agent-0"].decode(), "world": world.endpoint, "world_key": pub["world"].decode(),
+                "swarm": launcher.swarm, "d": launcher.bundle.msg_dim, "key": [k.public.decode(), k.secret.decode()], "flood": FLOOD, "big": BIG}
+        p = subprocess.Popen([sys.executable, "-c", INSIDER_FLOOD, json.dumps(args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        procs.append(p)
+        assert p.wait(timeout=60) == 0, p.stderr.read().decode()[-2000:]
+
+    launcher = Launcher(bundle, SwarmOptions(episodes=4, seed=5, transport="tcp"))
+    try:
+        res = launcher.run(on_start=on_start)
+    finally:
+        for p in procs:
+            stop(p)
+    assert res["security"] == "curve"
+    assert res["returns"] == evaluate_bundle(bundle, episodes=4, seed=5)["returns"]
+    assert not res["absences"] and not res["rejoins"] and res["noop_actions"] == 0
+    s0, s1 = res["per_agent"][0]["sessions"][-1], res["per_agent"][1]["sessions"][-1]
+    assert s0["messages"]["invalid_reasons"] == {"too far ahead": FLOOD}  # every one admitted (its key is agent 3's) and refused
+    assert res["invalid_reasons"] == {"too far ahead": FLOOD}
+    assert s0["messages"]["received_bytes"] < FLOOD * 200  # the 50 MB never arrived ...
+    assert res["world_invalid_frames"] == 0 and res["world_invalid_reasons"] == {}  # ... at the world either
+    assert s0["inbox_peak"] <= (AHEAD + 3) * launcher.n  # n x window, not the flood
+    assert s0["rss_max_kb"] < s1["rss_max_kb"] + 40_000
+    print(f"flooded agent over CURVE: inbox peak {s0['inbox_peak']} messages, max RSS {s0['rss_max_kb'] / 1024:.0f} MB "
+          f"(an agent not flooded: {s1['rss_max_kb'] / 1024:.0f} MB)")
     assert no_children_left()
 
 
