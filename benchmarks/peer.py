@@ -465,6 +465,9 @@ def report(args: argparse.Namespace, jobs: list[Job]) -> tuple[str, list[dict[st
                 g = stats[fw]
                 thr = args.thresholds.get(key)
                 name = f"{short(key)} (≥ {thr:g})" if thr is not None else short(key)
+                if g["n"] == 0:  # (--merge of studies that did not all run this group)
+                    rows.append([name, algo, fw, "0", "not run", *["—"] * 7])
+                    continue
                 if g.get("failed") == g["n"]:
                     rows.append([name, algo, fw, str(g["n"]), f"failed ({g['n']}/{g['n']})", *["—"] * 7])
                     continue
