@@ -89,8 +89,9 @@ def generate_signing_key(out: Path | str, force: bool = False) -> tuple[Path, Pa
         for p in (out, pub):
             if p.exists():
                 raise SigningError(f"{p} already exists; pass --force to replace it, or choose another name")
-    if out.parent != Path("") and not out.parent.is_dir():
+    if out.parent.exists() and not out.parent.is_dir():
         raise SigningError(f"{out.parent} is not a directory")
+    out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # a new key folder: private to its owner
     key = ed.Ed25519PrivateKey.generate()
     private_pem = key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.NoEncryption())
     public_pem = key.public_key().public_bytes(ser.Encoding.PEM, ser.PublicFormat.SubjectPublicKeyInfo)

@@ -80,6 +80,9 @@ def test_signing_key_is_private_and_its_public_half_is_shareable(keys, tmp_path)
         TrustedKeys.load([priv])
     with pytest.raises(SigningError, match="not a PEM private key .that is a public key"):
         load_private_key(pub)
+    # a key in a folder that does not exist yet (the README's `marl-keys signing keys/team`): made, private
+    nested, _, _ = generate_signing_key(tmp_path / "new" / "team")
+    assert stat.S_IMODE(nested.parent.stat().st_mode) == 0o700 and stat.S_IMODE(nested.stat().st_mode) == 0o600
 
 
 # ---- verification -----------------------------------------------------------------------------

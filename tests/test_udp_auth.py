@@ -127,6 +127,8 @@ def test_replay_window_slides():
 def test_key_files(tmp_path, cli):
     p = Path(U.write_link_key(tmp_path / "link.key"))
     assert os.stat(p).st_mode & 0o777 == 0o600 and len(p.read_text().strip()) == 64
+    nested = Path(U.write_link_key(tmp_path / "keys" / "link.key"))  # a folder that does not exist yet: made, private
+    assert os.stat(nested.parent).st_mode & 0o777 == 0o700 and os.stat(nested).st_mode & 0o777 == 0o600
     key = U.read_link_key(p)
     assert len(key) == 32 and U.read_link_key(p) == key
     with pytest.raises(U.UdpLinkError, match="exists"):

@@ -541,6 +541,9 @@ def write_link_key(out: str | os.PathLike, force: bool = False) -> str:
     path = os.fspath(out)
     if os.path.exists(path) and not force:
         raise UdpLinkError(f"{path} exists; pass --force to replace it")
+    parent = os.path.dirname(path)
+    if parent:
+        os.makedirs(parent, mode=0o700, exist_ok=True)  # a new key folder: private to its owner
     tmp = f"{path}.tmp{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
