@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import zmq
 import zmq.auth
 from zmq.utils import z85
 
+from ..wire.keyfile import private_file_problem
 from .bundle import BundleError
 
 WORLD_USER = "world"
@@ -105,15 +105,9 @@ def generate_swarm_keys(out: Path, n_agents: int) -> dict[str, Path]:
 
 def check_private(path: Path) -> None:
     """A secret key file must be a regular file that only its owner can read."""
-    try:
-        st = os.stat(path)
-    except OSError as e:
-        raise BundleError(f"secret key {path}: cannot read it ({e.strerror or e})") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise BundleError(f"secret key {path}: not a regular file")
-    mode = stat.S_IMODE(st.st_mode)
-    if mode & 0o077:
-        raise BundleError(f"secret key {path}: mode {mode:04o} lets others read it; run chmod 600 {path}")
+    problem = private_file_problem(path)
+    if problem:
+        raise BundleError(f"secret key {path}: {problem}")
 
 
 def load_public_keys(path: Path) -> dict[str, bytes]:

@@ -33,11 +33,11 @@ import binascii
 import hashlib
 import json
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..wire.keyfile import private_file_problem
 from .bundle import MANIFEST, BundleError
 
 SIG_SUFFIX = ".sig"
@@ -129,10 +129,9 @@ def load_private_key(path: Path | str) -> Any:
     if b"PRIVATE KEY" not in data:
         hint = " (that is a public key; sign with the private key it came from)" if b"PUBLIC KEY" in data else ""
         raise SigningError(f"{path} is not a PEM private key{hint}; make a key pair with marl-keys signing OUT")
-    if os.name == "posix":
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise SigningError(f"signing key {path} is readable by others (mode {mode:04o}); chmod 600 {path}")
+    problem = private_file_problem(path)
+    if problem:
+        raise SigningError(f"signing key {path}: {problem}")
     try:
         key = ser.load_pem_private_key(data, password=None)
     except TypeError:

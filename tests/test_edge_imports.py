@@ -11,7 +11,7 @@ import pytest
 
 EDGE = [
     "marl_edge.envs", "marl_edge.envs.rollout",
-    "marl_edge.wire", "marl_edge.wire.protocol", "marl_edge.wire.udp",
+    "marl_edge.wire", "marl_edge.wire.protocol", "marl_edge.wire.udp", "marl_edge.wire.keyfile",
     "marl_edge.robots.base", "marl_edge.robots.sim", "marl_edge.robots.udp",
     "marl_edge.runtime.agent", "marl_edge.runtime.policy", "marl_edge.runtime.world", "marl_edge.runtime.swarm",
     "marl_edge.runtime.team", "marl_edge.runtime.bundle", "marl_edge.runtime.transport", "marl_edge.runtime.udp_world",

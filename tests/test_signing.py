@@ -73,7 +73,7 @@ def test_signing_key_is_private_and_its_public_half_is_shareable(keys, tmp_path)
     loose = tmp_path / "loose"
     shutil.copy(priv, loose)
     loose.chmod(0o644)
-    with pytest.raises(SigningError, match=r"readable by others \(mode 0644\); chmod 600"):
+    with pytest.raises(SigningError, match=r"mode 0644 lets others read it; run chmod 600"):
         load_private_key(loose)
     # the two halves cannot be swapped by mistake
     with pytest.raises(SigningError, match="is a private key; give its public key"):

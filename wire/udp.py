@@ -67,7 +67,6 @@ import json
 import math
 import os
 import socket
-import stat
 import struct
 import time
 from dataclasses import dataclass, field
@@ -77,6 +76,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from ..errors import UserError
+from .keyfile import private_file_problem
 from .protocol import Counters
 
 MAGIC = b"ME"
@@ -562,15 +562,9 @@ def read_link_key(path: str | os.PathLike) -> bytes:
     """A link key file: 32 bytes as hex (64 digits) or base64 text, a regular
     file only its owner can read (like ssh, a group/other-readable one is refused)."""
     p = os.fspath(path)
-    try:
-        st = os.stat(p)
-    except OSError as e:
-        raise UdpLinkError(f"link key {p}: cannot read it ({e.strerror or e})") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise UdpLinkError(f"link key {p}: not a regular file")
-    mode = stat.S_IMODE(st.st_mode)
-    if mode & 0o077:
-        raise UdpLinkError(f"link key {p}: mode {mode:04o} lets others read it; run chmod 600 {p}")
+    problem = private_file_problem(p)
+    if problem:
+        raise UdpLinkError(f"link key {p}: {problem}")
     try:
         with open(p, "rb") as f:
             text = f.read(4096).strip()
