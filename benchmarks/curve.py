@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from swarm import bundle_for, fmt, git_rev, med, versions  # noqa: E402
+from swarm import bundle_for, default_episodes, fmt, git_rev, med, versions  # noqa: E402
 
 from marl_edge.runtime.swarm import SwarmOptions, run_swarm  # noqa: E402
 
@@ -47,7 +47,7 @@ def main() -> None:
         root.mkdir(parents=True, exist_ok=True)
         for n in args.n:
             b = bundle_for(n, root)
-            episodes = args.episodes or max(4, int(2000 / n**0.5 / 25))
+            episodes = args.episodes or default_episodes(n)
             runs: dict[str, list] = {"curve": [], "plain": []}
             loads = []
             for r in range(args.repeats):

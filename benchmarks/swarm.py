@@ -51,6 +51,11 @@ REFERENCE = {4: 1670, 16: 456, 64: 81}  # the first bare prototype, measured on 
 TARGET = 0.9
 
 
+def default_episodes(n: int) -> int:
+    """Episodes per run when not given: about 2,000 / sqrt(n) steps of 25-step episodes, at least 4."""
+    return max(4, int(2000 / n**0.5 / 25))
+
+
 def bundle_for(n: int, root: Path) -> Path:
     out = root / f"bundle{n}"
     if (out / "swarm.json").is_file():
@@ -116,7 +121,7 @@ def main() -> None:
         root.mkdir(parents=True, exist_ok=True)
         for n in args.n:
             b = bundle_for(n, root)
-            episodes = args.episodes or max(4, int(2000 / n**0.5 / 25))
+            episodes = args.episodes or default_episodes(n)
             for tr in args.transports:
                 runs: dict[str, list[dict[str, Any]]] = {"bare": [], "marl-edge": []}
                 loads = []

@@ -132,18 +132,24 @@ def stop(p: subprocess.Popen | None, check: bool = False) -> None:
         p.wait(timeout=10)
 
 
-@pytest.mark.parametrize("key", [None, "plain"], ids=["unknown-key", "no-curve"])
-def test_a_stranger_without_a_key_changes_nothing(bundle, key):
+def run_with_attacker(bundle, key_of) -> dict:
+    """A tcp swarm (4 episodes, seed 2) with an attacker started once every agent has said
+    hello; ``key_of(launcher)`` gives its key. The attacker is stopped, even on failure."""
     box = {}
 
     def on_start(launcher, world):
-        box["p"] = start_attacker(launcher, world, key=key)
+        box["p"] = start_attacker(launcher, world, key=key_of(launcher))
 
     launcher = Launcher(bundle, SwarmOptions(episodes=4, seed=2, transport="tcp"))
     try:
-        res = launcher.run(on_start=on_start)
+        return launcher.run(on_start=on_start)
     finally:
         stop(box.get("p"), check=True)
+
+
+@pytest.mark.parametrize("key", [None, "plain"], ids=["unknown-key", "no-curve"])
+def test_a_stranger_without_a_key_changes_nothing(bundle, key):
+    res = run_with_attacker(bundle, lambda launcher: key)
     assert res["returns"] == evaluate_bundle(bundle, episodes=4, seed=2)["returns"]
     # its handshakes fail: not one of its frames reaches the world or the inbox
     assert res["invalid_frames"] == 0 and not res["absences"] and not res["rejoins"]
@@ -153,17 +159,12 @@ def test_a_stranger_without_a_key_changes_nothing(bundle, key):
 
 def test_an_insider_cannot_speak_as_another_agent(bundle):
     """Agent 3's valid key, claiming to be agent 0 (routing id agent-0, from=0)."""
-    box = {}
 
-    def on_start(launcher, world):
+    def agent_3s_key(launcher):
         k = load_keys(launcher.key_files["agent-3"], launcher.key_files["public"])
-        box["p"] = start_attacker(launcher, world, key=(k.public.decode(), k.secret.decode()))
+        return k.public.decode(), k.secret.decode()
 
-    launcher = Launcher(bundle, SwarmOptions(episodes=4, seed=2, transport="tcp"))
-    try:
-        res = launcher.run(on_start=on_start)
-    finally:
-        stop(box.get("p"), check=True)
+    res = run_with_attacker(bundle, agent_3s_key)
     assert res["returns"] == evaluate_bundle(bundle, episodes=4, seed=2)["returns"]
     assert not res["absences"] and not res["rejoins"] and res["noop_actions"] == 0
     # agent 1's inbox admitted the key and refused every frame with a reason
