@@ -159,20 +159,30 @@ class QLearner(LearnerBase):
             return net.unroll(obs, prev)
         return net.unroll(obs, prev, *inbox)
 
-    def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
-        c = self.cfg
-        obs = torch.from_numpy(batch["obs"])
-        state = torch.from_numpy(batch["state"])
-        avail = torch.from_numpy(batch["avail"])
-        actions = torch.from_numpy(batch["actions"])
-        reward = self.learning_rewards(batch, team=self.mixer is not None)  # [B, T] team (mixers) or [B, T, n] (IQL)
-        terminated = torch.from_numpy(batch["terminated"]).float()  # [B, T]
-        filled = torch.from_numpy(batch["filled"]).float()  # [B, T]
+    def _batch_tensors(self, batch: dict[str, np.ndarray]) -> tuple[torch.Tensor, ...]:
+        """An episode batch as tensors: obs, state, avail, actions, the learning rewards
+        ([B, T] team with a mixer, [B, T, n] for IQL), terminated and filled (float
+        [B, T]), and the inbox routing with this update's message dropout (None
+        without messages). Its own method so learners built on this one (WQMIX)
+        read batches the same way."""
         inbox = None
         if self.net.communicates:  # the same dropped messages for the online and the target unroll
             idx = torch.from_numpy(batch["inbox_idx"].astype(np.int64))
-            inbox = (idx, drop_messages(torch.from_numpy(batch["inbox_mask"]), c.msg_dropout, self.sample_rng))
+            inbox = (idx, drop_messages(torch.from_numpy(batch["inbox_mask"]), self.cfg.msg_dropout, self.sample_rng))
+        return (
+            torch.from_numpy(batch["obs"]),
+            torch.from_numpy(batch["state"]),
+            torch.from_numpy(batch["avail"]),
+            torch.from_numpy(batch["actions"]),
+            self.learning_rewards(batch, team=self.mixer is not None),
+            torch.from_numpy(batch["terminated"]).float(),
+            torch.from_numpy(batch["filled"]).float(),
+            inbox,
+        )
 
+    def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
+        c = self.cfg
+        obs, state, avail, actions, reward, terminated, filled, inbox = self._batch_tensors(batch)
         q_all = self._unroll(self.net, obs, actions, inbox)  # [B, T+1, n, A]
         chosen = q_all[:, :-1].gather(3, actions.unsqueeze(-1)).squeeze(-1)  # [B, T, n]
         with torch.no_grad():

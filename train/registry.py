@@ -55,6 +55,13 @@ from .mixers import MixerEntry, on_register  # noqa: E402
 
 on_register(_register_mixer_algo)  # vdn, qmix, then any mixer registered later
 
+from .wqmix import CWQMIXConfig, OWQMIXConfig, WQMIXLearner  # noqa: E402
+
+register_algo("ow_qmix", OWQMIXConfig, lambda spec, cfg, **kw: WQMIXLearner(spec, cfg, "ow", **kw),
+              "OW-QMIX: QMIX trained towards an unrestricted Q*, weighting joint actions Q_tot underestimates")
+register_algo("cw_qmix", CWQMIXConfig, lambda spec, cfg, **kw: WQMIXLearner(spec, cfg, "cw", **kw),
+              "CW-QMIX: QMIX trained towards an unrestricted Q*, weighting the greedy and better-than-greedy joint actions")
+
 from .ppo import IPPOConfig, MAPPOConfig, PPOLearner  # noqa: E402  (after the value learners: registry order = help order)
 
 register_algo("mappo", MAPPOConfig, lambda spec, cfg, **kw: PPOLearner(spec, cfg, "state", **kw), "MAPPO: actor on local observations, centralised critic V(s)")

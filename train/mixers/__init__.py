@@ -48,10 +48,11 @@ def get_mixer(name: str) -> MixerEntry:
     return MIXERS[name]
 
 
+from .central import CentralMixer  # noqa: E402  (weighted QMIX's Q*; not an algorithm of its own, see central.py)
 from .qmix import QMIXConfig, QMixer  # noqa: E402
 from .vdn import VDNConfig, VDNMixer  # noqa: E402
 
 register_mixer("vdn", VDNMixer, VDNConfig, "value decomposition: Q_tot = sum of Q_i")
 register_mixer("qmix", QMixer, QMIXConfig, "monotonic hypernetwork mixer of Q_i given the state")
 
-__all__ = ["MIXERS", "Mixer", "MixerEntry", "get_mixer", "on_register", "register_mixer", "QMixer", "QMIXConfig", "VDNMixer", "VDNConfig"]
+__all__ = ["CentralMixer", "MIXERS", "Mixer", "MixerEntry", "get_mixer", "on_register", "register_mixer", "QMixer", "QMIXConfig", "VDNMixer", "VDNConfig"]
