@@ -105,6 +105,18 @@ class WQMIXLearner(QLearner):
         utilities = self._unroll(net, obs, actions, None)[:, : joint.shape[1]]  # [B, T', n, A]
         return mixer(utilities.gather(3, joint.unsqueeze(-1)).squeeze(-1), state[:, : joint.shape[1]]).squeeze(-1)
 
+    def loss_weights(self, q_tot: torch.Tensor, targets: torch.Tensor, actions: torch.Tensor, greedy: torch.Tensor,
+                     q_star_greedy: torch.Tensor) -> torch.Tensor:
+        """w(s, u) [B, T] of the QMIX loss: 1 where the joint action matters, ``alpha`` elsewhere.
+
+        ``q_tot``, ``targets``: [B, T]; ``actions``, ``greedy``: the taken and Q_tot's greedy
+        joint actions [B, T, n]; ``q_star_greedy``: Q*_target of the greedy one [B, T]."""
+        if self.weighting == "ow":
+            matters = q_tot < targets
+        else:
+            matters = (actions == greedy).all(dim=-1) | (targets > q_star_greedy)
+        return torch.where(matters, torch.ones_like(q_tot), torch.full_like(q_tot, self.cfg.alpha))
+
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         c = self.cfg
         obs, state, avail, actions, reward, terminated, filled, inbox = self._batch_tensors(batch)
@@ -119,12 +131,7 @@ class WQMIXLearner(QLearner):
                 greedy = torch.cat([greedy[:, :1], greedy_next], dim=1)
             q_star_greedy = self._q_star(self.target_central_net, self.target_central_mixer, obs, actions, greedy, state)  # [B, T+1]
             targets = lambda_returns(reward, terminated, filled, q_star_greedy[:, 1:], c.gamma, c.td_lambda)
-            if self.weighting == "ow":
-                matters = q_tot < targets
-            else:
-                is_greedy = (actions == greedy[:, :-1]).all(dim=-1)
-                matters = is_greedy | (targets > q_star_greedy[:, :-1])
-            w = torch.where(matters, torch.ones_like(q_tot), torch.full_like(q_tot, c.alpha))
+            w = self.loss_weights(q_tot.detach(), targets, actions, greedy[:, :-1], q_star_greedy[:, :-1])
         n_mask = filled.sum().clamp(min=1.0)
         td = (q_tot - targets) * filled
         central_td = (q_star - targets) * filled
