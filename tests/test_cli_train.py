@@ -77,6 +77,7 @@ AC_RUNS = {
     "ippo-rendezvous": ["--algo", "ippo", "--env", "rendezvous"],
     "coma-two_step": ["--algo", "coma"],
     "maddpg-continuous-spread": ["--algo", "maddpg", "--env", "spread", "--set", "env.continuous=true"],
+    "ow_qmix-scout-comm": ["--algo", "ow_qmix", "--env", "scout", "--set", "comm=mean", "--set", "standardise_rewards=true"],  # Q* and its target resume too
     "vdn-two_step": ["--algo", "vdn"],  # a mixer without weights: resume used to fail ("no weights for 'mixer'")
 }
 
