@@ -18,6 +18,7 @@ from torch import nn
 from marl_edge.envs import make
 from marl_edge.train.config import RunConfig
 from marl_edge.train.learner import Learner, LearnerBase
+from marl_edge.train.q_learner import QLearner
 from marl_edge.train.registry import ALGOS, build_learner
 
 
@@ -36,7 +37,7 @@ def test_every_registered_learner_is_a_learner(algo):
     assert "agent" in learner.modules() and learner.acting_network() is learner.modules()["agent"]
     expl = learner.exploration(0)
     assert isinstance(expl, dict) and all(isinstance(v, float) for v in expl.values())
-    assert ("epsilon" in expl) == (algo in ("iql", "vdn", "qmix"))
+    assert ("epsilon" in expl) == isinstance(learner, QLearner)  # the value learners (iql, vdn, qmix, ow_qmix, cw_qmix)
     c = learner.counters()
     learner.load_counters(json.loads(json.dumps(c)))  # JSON-able, and loads back
     assert learner.counters() == json.loads(json.dumps(c))
