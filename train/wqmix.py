@@ -99,11 +99,11 @@ class WQMIXLearner(QLearner):
         self.params = self.params + list(self.central_net.parameters()) + list(self.central_mixer.parameters())
         self.optim = torch.optim.Adam(self.params, lr=cfg.lr)  # one optimiser over the agents, both mixers and Q*
 
-    def _q_star(self, net: RNNAgent, mixer: CentralMixer, obs: torch.Tensor, actions: torch.Tensor, joint: torch.Tensor,
-                state: torch.Tensor) -> torch.Tensor:
-        """Q*(s_t, joint_t) [B, T'] for a joint action per step ``joint`` [B, T', n] (T' <= T+1)."""
-        utilities = self._unroll(net, obs, actions, None)[:, : joint.shape[1]]  # [B, T', n, A]
-        return mixer(utilities.gather(3, joint.unsqueeze(-1)).squeeze(-1), state[:, : joint.shape[1]]).squeeze(-1)
+    def _q_star(self, mixer: CentralMixer, utilities: torch.Tensor, joint: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """Q*(s_t, joint_t) [B, T'] from Q*'s agent utilities [B, >= T', n, A] and a joint action
+        per step ``joint`` [B, T', n]."""
+        steps = joint.shape[1]
+        return mixer(utilities[:, :steps].gather(3, joint.unsqueeze(-1)).squeeze(-1), state[:, :steps]).squeeze(-1)
 
     def loss_weights(self, q_tot: torch.Tensor, targets: torch.Tensor, actions: torch.Tensor, greedy: torch.Tensor,
                      q_star_greedy: torch.Tensor) -> torch.Tensor:
@@ -123,15 +123,17 @@ class WQMIXLearner(QLearner):
         q_all = self._unroll(self.net, obs, actions, inbox)  # [B, T+1, n, A]
         chosen = q_all[:, :-1].gather(3, actions.unsqueeze(-1)).squeeze(-1)  # [B, T, n]
         q_tot = self.mixer(chosen, state[:, :-1]).squeeze(-1)  # [B, T]
-        q_star = self._q_star(self.central_net, self.central_mixer, obs, actions, actions, state)  # [B, T]
+        q_star = self._q_star(self.central_mixer, self._unroll(self.central_net, obs, actions, None), actions, state)  # [B, T]
         with torch.no_grad():
             greedy = masked_greedy(q_all.detach(), avail)  # u*: Q_tot's greedy joint action at every step [B, T+1, n]
+            boot = greedy[:, 1:]  # u'*: the bootstrap joint action after each step
             if not c.double_q:
-                greedy_next = masked_greedy(self._unroll(self.target_net, obs, actions, inbox)[:, 1:], avail[:, 1:])
-                greedy = torch.cat([greedy[:, :1], greedy_next], dim=1)
-            q_star_greedy = self._q_star(self.target_central_net, self.target_central_mixer, obs, actions, greedy, state)  # [B, T+1]
-            targets = lambda_returns(reward, terminated, filled, q_star_greedy[:, 1:], c.gamma, c.td_lambda)
-            w = self.loss_weights(q_tot.detach(), targets, actions, greedy[:, :-1], q_star_greedy[:, :-1])
+                boot = masked_greedy(self._unroll(self.target_net, obs, actions, inbox)[:, 1:], avail[:, 1:])
+            utilities_tgt = self._unroll(self.target_central_net, obs, actions, None)
+            q_star_next = self._q_star(self.target_central_mixer, utilities_tgt[:, 1:], boot, state[:, 1:])  # [B, T]
+            targets = lambda_returns(reward, terminated, filled, q_star_next, c.gamma, c.td_lambda)
+            q_star_greedy = self._q_star(self.target_central_mixer, utilities_tgt, greedy[:, :-1], state)  # [B, T]
+            w = self.loss_weights(q_tot.detach(), targets, actions, greedy[:, :-1], q_star_greedy)
         n_mask = filled.sum().clamp(min=1.0)
         td = (q_tot - targets) * filled
         central_td = (q_star - targets) * filled
