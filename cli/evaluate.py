@@ -66,9 +66,29 @@ def eval_cmd(target, episodes, seed, step, msg_loss, sample, trusted_keys, as_js
     say(f"{res.get('mode', 'greedy')} return {np.mean(r):.3f} ± {np.std(r):.3f} over {len(r)} episodes (seed {res['seed']})")
     if "msg_loss" in res:
         say(f"messages: {res['msgs_heard_per_step']:.2f} heard per step at {res['msg_loss']:.0%} loss")
+    if "agent_stats" in res:
+        for line in agent_stats_table(res["agent_stats"]):
+            say(line)
     if as_json:
         emit_json(res)
     return 0
+
+
+def agent_stats_table(stats: dict[str, list[float]]) -> list[str]:
+    """One line per agent of what the env reported about each (means per episode): a stat
+    ``NAME`` with its ``NAME_share`` of the steps reads ``idle 16.0 (100%)``, so a robot that
+    never works stands out."""
+    names = [k for k in stats if not k.endswith("_share")]
+    n = len(stats[names[0]]) if names else 0
+    head = "agent  " + "  ".join(f"{name:>16}" for name in names)
+    lines = ["per agent (mean per episode; share of steps):", head]
+    for i in range(n):
+        cells = []
+        for name in names:
+            share = stats.get(f"{name}_share")
+            cells.append(f"{stats[name][i]:>8.2f} ({share[i]:>4.0%})" if share is not None else f"{stats[name][i]:>16.2f}")
+        lines.append(f"{i:>5}  " + "  ".join(f"{c:>16}" for c in cells))
+    return lines
 
 
 def main() -> None:

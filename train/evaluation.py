@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..envs import episode_seeds, make
-from ..envs.rollout import evaluate
+from ..envs.rollout import agent_stats_summary, evaluate
 from . import checkpoint as ckpt
 from .learner import Learner
 from .networks import RNNAgent
@@ -60,6 +60,8 @@ def greedy_evaluate(
     if topology is not None:
         out["msg_loss"] = msg_loss
         out["msgs_heard_per_step"] = greedy.heard / max(1, sum(e.length for e in eps))
+    if (stats := agent_stats_summary(eps)) is not None:
+        out["agent_stats"] = stats
     return out
 
 
