@@ -370,8 +370,9 @@ class Launcher:
 
 def live_rows(world: World, now: float | None = None) -> list[dict[str, Any]]:
     """One row per agent of what the world knows now: whether it is live (or
-    why absent), how many actions it sent in time, and its latest ``status``
-    report (None fields when it sent none) with the report's age in seconds."""
+    why absent; ``done`` once it said goodbye after the last episode), how many
+    actions it sent in time, and its latest ``status`` report (None fields when
+    it sent none) with the report's age in seconds."""
     now = time.perf_counter() if now is None else now
     rows = []
     for i in range(world.n):
@@ -380,7 +381,8 @@ def live_rows(world: World, now: float | None = None) -> list[dict[str, Any]]:
         num = lambda k: m.get(k) if isinstance(m.get(k), (int, float)) and not isinstance(m.get(k), bool) else None  # noqa: E731
         rows.append({
             "agent": i,
-            "state": "live" if world.live[i] else f"absent ({world.absent_why.get(i, ('not joined', 0.0))[0]})",
+            "state": "live" if world.live[i] else "done" if world.finished and i in world.bye
+            else f"absent ({world.absent_why.get(i, ('not joined', 0.0))[0]})",
             "acted": world.acted[i],
             "step": num("steps"),
             "act_us_p50": num("act_us_p50"),
