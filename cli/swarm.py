@@ -60,7 +60,7 @@ def swarm_cmd(bundle_dir, episodes, seed, transport, mode, hz, drop, delay_steps
     private 0700 folder (--curve adds CURVE there too)."""
     from ..runtime.bundle import BundleError, load_bundle
     from ..runtime.agent import bundle_id
-    from ..runtime.swarm import Launcher, SwarmOptions, parse_at
+    from ..runtime.swarm import SwarmOptions, parse_at, run_swarm
     from ..runtime.swarm import write_profiles as write_profiles_fn
 
     if episodes < 1:
@@ -101,7 +101,7 @@ def swarm_cmd(bundle_dir, episodes, seed, transport, mode, hz, drop, delay_steps
     bar = Progress(episodes, "episodes", enabled=not quiet and not live)  # the live table shows the episode
     view = LiveView(sys.stderr, episodes) if live else None
     try:
-        res = Launcher(bundle_dir, opts).run(progress=lambda r: bar.update(r["episode"], f"return {r['return']:.3g}"), watch=view)
+        res = run_swarm(bundle_dir, opts, progress=lambda r: bar.update(r["episode"], f"return {r['return']:.3g}"), watch=view)
     finally:
         bar.close()
         if view is not None:

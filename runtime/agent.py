@@ -172,8 +172,9 @@ class AgentProcess:
                 if ob is None:
                     self._drain_ready()
                     robot.heartbeat()
-                    if mono() >= self._due:
-                        self._periodic(mono())
+                    now = mono()
+                    if now >= self._due:
+                        self._periodic(now)
                     if heard is None and robot.last_heard:
                         heard = robot.last_heard  # the world answered a heartbeat: it is up
                     if heard is not None and wt > 0:

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import ctypes
 import json
+import math
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,7 +231,7 @@ class Launcher:
         watch: Callable[[World], None] | None = None,
     ) -> dict[str, Any]:
         """``on_start(launcher, world)`` runs once every agent has said hello (tests inject faults there);
-        ``watch(world)`` before every step (``--live``: it decides how often to draw).
+        ``watch(world)`` before every step and while the world waits (``--live``: it decides how often to draw).
         The temporary folder goes on every way out (the CLI turns SIGTERM into an exception)."""
         try:
             return self._run(progress, on_start, watch)
@@ -252,7 +252,7 @@ class Launcher:
             if trace is not None:
                 trace.close()
             raise
-        world.trace = trace
+        world.trace, world.watch = trace, watch
         kills = {}
         for a, s in self.opts.kills:
             kills.setdefault(s, []).append(a)
@@ -261,8 +261,6 @@ class Launcher:
             restarts.setdefault(s, []).append(a)
 
         def on_step(step: int) -> None:
-            if watch is not None:
-                watch(world)
             for a in kills.pop(step, []):
                 self.kill(a)
                 world.mark_absent(a, "killed")
@@ -483,5 +481,6 @@ def write_profiles(bundle_dir: Path, out: Path, world: str, hosts: list[str], ba
     return paths
 
 
-def run_swarm(bundle_dir: Path, opts: SwarmOptions, progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    return Launcher(bundle_dir, opts).run(progress)
+def run_swarm(bundle_dir: Path, opts: SwarmOptions, progress: Callable[[dict[str, Any]], None] | None = None,
+              watch: Callable[[World], None] | None = None) -> dict[str, Any]:
+    return Launcher(bundle_dir, opts).run(progress, watch=watch)

@@ -106,6 +106,8 @@ class World:
         self.acted = [0] * self.n  # actions received from agent i in time for their step
         self.status: dict[int, tuple[float, dict[str, Any]]] = {}  # agent -> (perf_counter, its latest status report)
         self.trace: TraceWriter | None = None  # set before run() to write the per-step trace
+        # set to be called with the world before every step and while it waits (start-up, actions): a live view
+        self.watch: Callable[["World"], None] | None = None
         self.served_in: list[list[int]] = [[] for _ in range(self.n)]  # with a trace: each agent's "in" list this step
         self.fresh_served: list[bool] = [False] * self.n  # with a trace: who started over this step
         self.transport = transport
@@ -202,6 +204,8 @@ class World:
                 missing = [i for i in range(self.n) if not self.live[i]]
                 raise TimeoutError(f"agents {missing} did not say hello within {self.opts.start_timeout_s:.0f} s")
             self._poll(int(min(left, 0.5) * 1000) + 1)
+            if self.watch is not None:
+                self.watch(self)
 
     def run(self, on_step: Callable[[int], None] | None = None, progress: Callable[[dict[str, Any]], None] | None = None) -> WorldStats:
         if self.opts.mode not in ("lockstep", "realtime"):
@@ -225,6 +229,8 @@ class World:
                 while True:
                     if on_step is not None:
                         on_step(self.global_step)
+                    if self.watch is not None:
+                        self.watch(self)
                     self._poll(0)
                     if time.perf_counter() - self._expired_at >= 0.01:  # liveness, at most 100 times a second
                         self._expire()
@@ -352,6 +358,8 @@ class World:
                 break
             self.transport.poll_one(hb_ms if left >= hb else int(left * 1000) + 1)  # = int(min(left, hb) * 1000) + 1
             now = time.perf_counter()
+            if self.watch is not None:
+                self.watch(self)
             if now - self._expired_at >= 0.01:  # liveness: 100 checks a second are plenty (hb_timeout_s is ~1 s)
                 self._expire()
         return self._actions()

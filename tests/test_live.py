@@ -141,3 +141,20 @@ def test_marl_agent_log_level_warning_keeps_it_quiet(bundle, tmp_path):
         world.close(linger=0)
     err = proc.stderr.read()
     assert rc == 0 and "INFO" not in err and "step 0" not in err, err
+
+
+def test_the_watch_sees_a_killed_agent_go_absent(bundle):
+    """The launcher hands the world to ``watch`` (what --live draws from) before each step,
+    while it waits, and once at the end."""
+    from marl_edge.runtime.swarm import Launcher, SwarmOptions
+
+    seen: list[list[dict]] = []
+    res = Launcher(bundle, SwarmOptions(episodes=3, seed=2, kills=[(1, 5)], report_every_s=0.2)).run(watch=lambda w: seen.append(live_rows(w)))
+    assert len(seen) > res["steps"]  # every step, and the waits besides
+    states = [tuple(r["state"] for r in rows) for rows in seen]
+    assert ("live", "absent (killed)", "live") in states
+    last = seen[-1]
+    assert [r["state"] for r in last] == ["done", "absent (killed)", "done"]
+    assert last[1]["acted"] == 5 and last[0]["acted"] == last[2]["acted"] == res["steps"] == 18
+    assert last[0]["step"] == res["steps"] and last[0]["msgs_out"] > 0  # its last report came before its goodbye
+    assert no_children_left()
