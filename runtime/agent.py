@@ -50,13 +50,13 @@ from .policy import OrtPolicy
 from .keys import SwarmKeys, agent_user
 from .transport import SwarmAuthenticator, inbox_socket, peer_socket, start_auth
 
+log = logging.getLogger("marl_edge.agent")  # marl-agent sets its level and handler (--log-level)
+
 # plain ints: pyzmq's enum flags cost a Python-level enum operation on every use
 POLLIN, NOBLOCK = int(zmq.POLLIN), int(zmq.NOBLOCK)
 DRAIN_EVERY = 16  # lock-step: read every waiting inbox frame at least this often (steps)
 REJOIN_QUIET_S = 1.0  # after a rejoin hello, ``absent`` frames (answers to older frames) are ignored this long, or until an obs
 HELLO_EVERY_S = 1.0  # reconnect: say hello this often while the world is silent
-log = logging.getLogger("marl_edge.agent")
-
 AHEAD = 3  # the inbox keeps a sender's messages for at most this many steps after the current one (docs/protocol.md §5)
 
 
