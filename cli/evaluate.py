@@ -12,7 +12,7 @@ from .common import debug_option, emit_json, run_command
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("target", type=click.Path(path_type=Path))
-@click.option("--episodes", type=int, default=32, show_default=True)
+@click.option("--episodes", type=int, default=32, show_default=True, help="How many episodes to play (episode i has the same seed in every command).")
 @click.option("--seed", type=int, default=None, help="Episode seeds come from this (default: the run's seed).")
 @click.option("--checkpoint", "step", type=int, default=None, help="Env step of the checkpoint (default: latest).")
 @click.option(

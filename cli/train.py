@@ -98,7 +98,7 @@ def _parse_env_options(env: str, raw: dict[str, str]) -> dict:
 @click.option("--env", "env", default="two_step", show_default=True, help="Env name (listed above).")
 @click.option("--algo", "algo", default="qmix", show_default=True, help="Algorithm name (listed above).")
 @click.option("--steps", type=int, default=None, help="Env steps to train (default: the env's recommended budget).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Fixes the run: weights, exploration, episodes (the same seed gives the same metrics).")
 @click.option("--n-envs", "n_envs", type=int, default=8, show_default=True, help="Parallel episodes per batched step.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory (default runs/ENV_ALGO_sSEED_TIME).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeatable).")
