@@ -147,7 +147,7 @@ class Group:
 
 
 def group_runs(runs: Sequence[Run], by: str) -> list[Group]:
-    """Runs grouped by algorithm, env or full config (all but the seed).
+    """Runs grouped by algorithm, env or full config (all but the seed), sorted by label.
 
     With ``config`` the label names the algorithm and env plus the settings
     that differ between groups, so two learning rates read ``lr=...``."""
@@ -175,7 +175,7 @@ def group_runs(runs: Sequence[Run], by: str) -> list[Group]:
     for k in order:
         members = [i for i, key in enumerate(keys) if key == k]
         groups.append(Group(labels[k], [runs[i] for i in members], [strata[i] for i in members]))
-    return groups
+    return sorted(groups, key=lambda g: g.label)
 
 
 @dataclass
