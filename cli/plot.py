@@ -26,7 +26,7 @@ def plot_cmd():
 
 @plot_cmd.command("curves")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="The figure, FILE.png; the final-return table goes to FILE.md and FILE.csv beside it.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="The figure, FILE.png; the final-return table goes beside it, as Markdown and CSV (the same name ending in .md and .csv).")
 @click.option("--group-by", type=click.Choice(["algo", "env", "config"]), default="config", show_default=True,
               help="One curve per algorithm, per env, or per config (everything but the seed).")
 @click.option("--stat", type=click.Choice(["mean", "iqm"]), default="mean", show_default=True, help="Aggregate over seeds (iqm: interquartile mean).")
