@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -219,3 +221,28 @@ def test_marl_plot_swarm(tmp_path, cli):
     f.write_text(json.dumps(_session(0, 4, 1.0)) + "\n")
     bad = cli("plot", "swarm", str(f), "--out", str(out))
     assert bad.returncode == 2 and "no summary line" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+# ---- what the room loads ------------------------------------------------------------------------
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_viz_imports_neither_torch_nor_matplotlib_until_it_draws():
+    code = ("import json, sys\nimport marl_edge.viz.stats, marl_edge.viz.curves, marl_edge.viz.episode, marl_edge.viz.render, "
+            "marl_edge.viz.swarm, marl_edge.cli.plot\nprint(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n")
+    p = _python(code)
+    assert p.returncode == 0, p.stderr[-2000:]
+    loaded = set(json.loads(p.stdout.strip().splitlines()[-1]))
+    assert not loaded & {"torch", "onnx", "matplotlib", "PIL"}
+
+
+def test_without_matplotlib_the_commands_say_how_to_install_it(tmp_path):
+    """An install without the plot extra: one line, exit 2, before anything is evaluated."""
+    code = ("import sys\nsys.modules['matplotlib'] = None  # as if it were not installed\n"
+            "from marl_edge.cli import plot\nsys.argv = ['marl-plot', 'swarm', sys.argv[1], '--out', sys.argv[2]]\nplot.main()\n")
+    (tmp_path / "m.jsonl").write_text(json.dumps({"summary": {}}) + "\n")
+    p = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.jsonl"), str(tmp_path / "x.png")], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and p.stderr.strip() == "error: pictures need matplotlib: pip install 'marl-edge[plot]'"
