@@ -27,6 +27,7 @@ from .stats import PlotError
 
 OUT_SUFFIXES = (".gif", ".png")
 SHEET_COLUMNS = 6
+TRAIL = 8  # steps of trail behind each agent
 
 
 def _patches() -> Any:
@@ -63,15 +64,18 @@ def _agents(ax: Any, pos: np.ndarray, absent: Sequence[int], size: float = 180.0
                     color="grey" if gone else "white", weight="bold", zorder=5)
 
 
-def _heard(ax: Any, pos: np.ndarray, heard: list[list[int]] | None) -> None:
-    """A line from each sender to each agent that heard it (arrow at the hearer)."""
+def _heard(ax: Any, pos: np.ndarray, heard: list[list[int]] | None, size: float = 180.0) -> None:
+    """A line from each sender to each agent that heard it, its head at the hearer's disc
+    (``size``: the discs' marker area, as ``_agents`` draws them)."""
     if not heard:
         return
+    gap = np.sqrt(size) / 2 + 1.0  # points from a disc's centre to just outside its edge
     for i, senders in enumerate(heard):
         for j in senders or []:
             if 0 <= j < len(pos) and j != i:
                 ax.annotate("", xy=pos[i, :2], xytext=pos[j, :2], zorder=3,
-                            arrowprops={"arrowstyle": "->", "color": _colour(j), "alpha": 0.55, "lw": 1.2, "shrinkA": 7, "shrinkB": 7})
+                            arrowprops={"arrowstyle": "-|>", "mutation_scale": 10, "color": _colour(j), "alpha": 0.7, "lw": 1.2,
+                                            "shrinkA": gap, "shrinkB": gap})
 
 
 def _title(frames: Sequence[Frame], k: int, spec: EnvSpec, label: str) -> str:
@@ -129,8 +133,9 @@ def _grid_draw(ax: Any, frames: Sequence[Frame], k: int, spec: EnvSpec) -> None:
             ang = np.linspace(0, 2 * np.pi, len(members), endpoint=False)
             shown[members] += 0.22 * np.stack([np.cos(ang), np.sin(ang)], axis=1)
     _trail(ax, frames, k, lambda fr: fr.positions.astype(np.float64))
-    _heard(ax, shown, f.heard)
-    _agents(ax, shown, f.absent, size=min(400.0, 2400.0 / g))
+    size = min(400.0, 2400.0 / g)
+    _heard(ax, shown, f.heard, size)
+    _agents(ax, shown, f.absent, size=size)
 
 
 def _spread_capture(env: Any) -> dict[str, Any]:
@@ -145,10 +150,11 @@ def _spread_draw(ax: Any, frames: Sequence[Frame], k: int, spec: EnvSpec) -> Non
     ax.set_ylim(-1.1, 1.1)
     ax.add_patch(_patches().Rectangle((-1, -1), 2, 2, fill=False, ec="#999999", lw=0.8))
     _trail(ax, frames, k, lambda fr: fr.positions)
-    _heard(ax, f.positions, f.heard)
     # the disc is the agent's collision size (two discs that overlap collide)
     r_pts = sc["agent_size"] / 2.2 * ax.get_window_extent().width / ax.figure.dpi * 72
-    _agents(ax, f.positions, f.absent, size=max(60.0, (2 * r_pts) ** 2))
+    size = max(60.0, (2 * r_pts) ** 2)
+    _heard(ax, f.positions, f.heard, size)
+    _agents(ax, f.positions, f.absent, size=size)
 
 
 def _scout_capture(env: Any) -> dict[str, Any]:
@@ -198,12 +204,13 @@ def _matrix_draw(ax: Any, frames: Sequence[Frame], k: int, spec: EnvSpec) -> Non
 
 
 def _trail(ax: Any, frames: Sequence[Frame], k: int, get: Callable[[Frame], np.ndarray]) -> None:
-    """Each agent's path up to frame ``k``, faint."""
+    """Each agent's path over the last ``TRAIL`` steps up to frame ``k``: faint and dotted,
+    so it does not read as a message arrow."""
     if k == 0:
         return
-    path = np.stack([get(fr) for fr in frames[: k + 1]])  # [k+1, n, d]
+    path = np.stack([get(fr) for fr in frames[max(0, k - TRAIL) : k + 1]])  # [<=TRAIL+1, n, d]
     for i in range(path.shape[1]):
-        ax.plot(path[:, i, 0], path[:, i, 1], color=_colour(i), alpha=0.35, lw=1.2, zorder=1)
+        ax.plot(path[:, i, 0], path[:, i, 1], color=_colour(i), alpha=0.5, lw=1.4, ls=":", zorder=1)
 
 
 def _dots_draw(ax: Any, frames: Sequence[Frame], k: int, spec: EnvSpec) -> None:
