@@ -21,7 +21,12 @@ SUBCOMMANDS = ("curves", "swarm", "trace")
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def plot_cmd():
-    """Pictures: learning curves (curves, the default), a swarm's metrics (swarm), a swarm trace (trace)."""
+    """Pictures: learning curves (curves, the default), a swarm's metrics (swarm), a swarm trace (trace).
+
+    \b
+    marl-plot RUN_OR_SWEEP ... --out curves.png   (= marl-plot curves ...)
+    marl-plot swarm METRICS.jsonl --out swarm.png
+    marl-plot trace TRACE.jsonl --out ep.gif --episode K"""
 
 
 @plot_cmd.command("curves")
@@ -112,8 +117,8 @@ def trace_cmd(trace, out, episode, as_json, debug):
 
 def main() -> None:
     """``marl-plot RUNS...`` is ``marl-plot curves RUNS...``."""
-    argv = sys.argv[1:]
-    if argv and argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help"):
+    argv = sys.argv[1:] or ["--help"]
+    if argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help"):
         argv = ["curves", *argv]
     run_command(plot_cmd, argv, prog_name="marl-plot")
 
