@@ -22,7 +22,7 @@ pytest.importorskip("matplotlib")
 from PIL import Image  # noqa: E402
 
 from marl_edge.viz import curves as C  # noqa: E402
-from marl_edge.viz.stats import PlotError, bootstrap, iqm  # noqa: E402
+from marl_edge.viz.stats import bootstrap, iqm  # noqa: E402
 
 FIVE = np.array([1.0, 2.0, 3.0, 4.0, 100.0])  # one lucky seed
 

@@ -23,7 +23,6 @@ import numpy as np
 from ..envs import EnvSpec
 from .episode import EpisodeRecord, Frame, replay
 from .figure import check_out, figure_rgb, new_figure, pyplot, save_frames
-from .stats import PlotError
 
 OUT_SUFFIXES = (".gif", ".png")
 SHEET_COLUMNS = 6
@@ -232,6 +231,7 @@ TABLE_ROWS = 12
 def _table_draw(ax: Any, frames: Sequence[Frame], k: int, spec: EnvSpec) -> None:
     """Any env: the last steps' actions and rewards as a table (the newest row bold)."""
     ax.axis("off")
+    ax.set_aspect("auto")
     n = spec.n_agents
     rows = [fr for fr in frames[1 : k + 1]][-TABLE_ROWS:]
     cols = ["t"] + [f"a{i}" for i in range(n)] + ["reward"] + ["return"]
@@ -276,22 +276,15 @@ def scene_for(env_name: str, has_positions: bool) -> Scene:
 
 def render_frames(record: EpisodeRecord, dpi: int = 80, size: tuple[float, float] = (5.0, 5.4)) -> tuple[list[np.ndarray], list[Frame]]:
     """Replay ``record`` and draw each of its frames: ``[H, W, 3]`` uint8 arrays."""
-    from ..envs import make
-
-    probe = make(record.env, n_envs=1, **record.env_options)  # the spec decides the scene before replaying
-    spec_name, has_pos = probe.spec.name, probe.spec.has_positions
-    probe.close()
-    scene = scene_for(spec_name, has_pos)
-    frames, spec = replay(record, scene.capture)
-    if scene is not TABLE and any(fr.positions is None for fr in frames) and scene.draw is not _matrix_draw:
-        scene = TABLE
+    frames, spec = replay(record, lambda env: scene_for(env.spec.name, env.spec.has_positions).capture(env))
+    scene = scene_for(spec.name, spec.has_positions)
     fig, ax = new_figure(size, dpi)
     images = []
     try:
         for k, f in enumerate(frames):
             fig.clf()
             ax = fig.add_axes((0.1, 0.14, 0.84, 0.72))
-            ax.set_aspect("equal" if scene.draw is not _table_draw else "auto")
+            ax.set_aspect("equal")
             scene.draw(ax, frames, k, spec)
             fig.suptitle(_title(frames, k, spec, record.label), fontsize=9)
             fig.text(0.5, 0.015, _footer(f, spec), ha="center", fontsize=7, wrap=True)
