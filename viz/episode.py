@@ -182,19 +182,23 @@ def read_trace(path: Path, episode: int) -> EpisodeRecord:
         if not isinstance(row, dict):
             raise PlotError(f"{path}:{n}: a trace line must be a JSON object")
         kind = row.get("kind")
-        if kind == "header":
-            header = row
-        elif kind == "episode":
-            seeds[int(row["episode"])] = int(row["seed"])
-        elif kind == "step" and int(row.get("episode", -1)) == episode:
-            steps.append(row)
+        try:
+            if kind == "header":
+                header = row
+            elif kind == "episode":
+                seeds[int(row["episode"])] = int(row["seed"])
+            elif kind == "step" and int(row["episode"]) == episode:
+                row["t"], row["actions"] = int(row["t"]), list(row["actions"])
+                steps.append(row)
+        except (KeyError, TypeError, ValueError) as e:
+            raise PlotError(f"{path}:{n}: a malformed {kind} line ({type(e).__name__}: {e})") from None
     if header is None or not isinstance(header.get("env"), str):
         raise PlotError(f"{path}: no header line with the env's name (is it a marl-swarm --trace file?)")
     if episode not in seeds:
         have = ", ".join(str(e) for e in sorted(seeds)) or "none"
         raise PlotError(f"{path}: no episode {episode} in the trace (episodes: {have})")
-    steps.sort(key=lambda r: int(r["t"]))
-    if [int(r["t"]) for r in steps] != list(range(len(steps))):
+    steps.sort(key=lambda r: r["t"])
+    if [r["t"] for r in steps] != list(range(len(steps))):
         raise PlotError(f"{path}: the steps of episode {episode} are not 0, 1, 2, ... (a truncated trace?)")
     return EpisodeRecord(
         env=header["env"],
