@@ -35,10 +35,11 @@ ALLOWED: dict[str, set[str]] = {
     "runtime": {"envs", "wire", "robots", "errors"},
     "train": {"envs", "errors"},
     "export": {"train", "envs", "runtime", "wire", "errors"},
-    "cli": {"envs", "wire", "robots", "runtime", "train", "export", "errors"},
+    "viz": {"envs", "errors"},
+    "cli": {"envs", "wire", "robots", "runtime", "train", "export", "viz", "errors"},
 }
 # What a robot installs leaves these out (pyproject's "train" extra); the edge rooms never import them.
-EDGE_ROOMS = ("envs", "wire", "runtime", "robots")
+EDGE_ROOMS = ("envs", "wire", "runtime", "robots", "viz")
 TRAIN_ONLY_MODULES = ("torch", "onnx", "safetensors", "tensorboard")
 NOT_ROOMS = {"tests", "benchmarks", "scripts", "docs"}
 
