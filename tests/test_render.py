@@ -50,6 +50,8 @@ def _frames(path: Path) -> list[np.ndarray]:
 
 BUILTIN = [
     ("rendezvous", {"episode_limit": 5}),
+    ("warehouse", {"episode_limit": 6}),
+    ("warehouse_sparse", {"episode_limit": 4}),
     ("spread", {"episode_limit": 4}),
     ("spread", {"episode_limit": 3, "continuous": True}),
     ("scout", {}),

@@ -1,7 +1,8 @@
 """Episode frames: one picture per env step, as a GIF or a PNG contact sheet.
 
 Each built-in env has a *scene* that reads what it draws from the env's own
-attributes (the goal block of rendezvous, the landmarks of spread, the
+attributes (the goal block of rendezvous, the shelves and packages of the
+warehouse, the landmarks of spread, the
 target and scout of scout, the payoff table of a matrix game). Any other
 env falls back to dots at its positions, or, without positions, to a table
 of the last steps' actions and rewards; so a new env renders from day one.
@@ -110,11 +111,16 @@ def _grid_capture(env: Any) -> dict[str, Any]:
 
 
 def _grid_draw(ax: Any, frames: Sequence[Frame], k: int, spec: EnvSpec) -> None:
-    f, sc = frames[k], frames[k].scene
-    g = sc["grid"]
-    patches = _patches()
+    sc = frames[k].scene
     gx, gy = sc["goal"]
-    ax.add_patch(patches.Rectangle((gx - 0.5, gy - 0.5), sc["goal_size"], sc["goal_size"], color="#9be39b", zorder=0))
+    ax.add_patch(_patches().Rectangle((gx - 0.5, gy - 0.5), sc["goal_size"], sc["goal_size"], color="#9be39b", zorder=0))
+    _grid_agents(ax, frames, k, sc["grid"])
+
+
+def _grid_agents(ax: Any, frames: Sequence[Frame], k: int, g: int, carrying: np.ndarray | None = None) -> None:
+    """The cell grid, trails, heard messages and the agents of frame ``k`` on a ``g x g`` grid
+    (agents sharing a cell sit side by side inside it; ``carrying`` [n]: a thick ring)."""
+    f = frames[k]
     ax.set_xticks(np.arange(-0.5, g, 1.0), minor=True)
     ax.set_yticks(np.arange(-0.5, g, 1.0), minor=True)
     ax.grid(which="minor", color="#cccccc", lw=0.8)
@@ -122,7 +128,6 @@ def _grid_draw(ax: Any, frames: Sequence[Frame], k: int, spec: EnvSpec) -> None:
     ax.set_xlim(-0.5, g - 0.5)
     ax.set_ylim(-0.5, g - 0.5)
     pos = f.positions.astype(np.float64)
-    # agents sharing a cell sit side by side inside it
     shown = pos.copy()
     cells: dict[tuple[int, int], list[int]] = {}
     for i, (x, y) in enumerate(pos):
@@ -134,7 +139,26 @@ def _grid_draw(ax: Any, frames: Sequence[Frame], k: int, spec: EnvSpec) -> None:
     _trail(ax, frames, k, lambda fr: fr.positions.astype(np.float64))
     size = min(400.0, 2400.0 / g)
     _heard(ax, shown, f.heard, size)
+    if carrying is not None and carrying.any():
+        ax.scatter(shown[carrying, 0], shown[carrying, 1], s=size * 2.2, facecolors="none", edgecolors="#8b5a2b", linewidths=2.5, zorder=3.5)
     _agents(ax, shown, f.absent, size=size)
+
+
+def _warehouse_capture(env: Any) -> dict[str, Any]:
+    return {"grid": int(env.grid), "shelves": env.shelves.copy(), "waiting": env.waiting[0].copy(), "carrying": env.carrying[0].copy()}
+
+
+def _warehouse_draw(ax: Any, frames: Sequence[Frame], k: int, spec: EnvSpec) -> None:
+    """The delivery row (green), shelves (grey), waiting packages (brown) and robots; a
+    robot that carries a package has a brown ring."""
+    sc = frames[k].scene
+    g, patches = sc["grid"], _patches()
+    ax.add_patch(patches.Rectangle((-0.5, -0.5), g, 1.0, color="#9be39b", zorder=0))
+    for (x, y), waits in zip(sc["shelves"], sc["waiting"]):
+        ax.add_patch(patches.Rectangle((x - 0.45, y - 0.45), 0.9, 0.9, color="#d0d0d0", zorder=0.5))
+        if waits:
+            ax.add_patch(patches.Rectangle((x - 0.25, y - 0.25), 0.5, 0.5, color="#8b5a2b", zorder=1))
+    _grid_agents(ax, frames, k, g, carrying=np.asarray(sc["carrying"], dtype=bool))
 
 
 def _spread_capture(env: Any) -> dict[str, Any]:
@@ -257,6 +281,8 @@ def _table_draw(ax: Any, frames: Sequence[Frame], k: int, spec: EnvSpec) -> None
 SCENES: dict[str, Scene] = {
     "rendezvous": Scene(_grid_capture, _grid_draw),
     "spread": Scene(_spread_capture, _spread_draw),
+    "warehouse": Scene(_warehouse_capture, _warehouse_draw),
+    "warehouse_sparse": Scene(_warehouse_capture, _warehouse_draw),
     "scout": Scene(_scout_capture, _scout_draw),
     "matrix": Scene(_matrix_capture, _matrix_draw),
     "climbing": Scene(_matrix_capture, _matrix_draw),
