@@ -44,7 +44,7 @@ LEARNER_METRICS = ("loss", "td_abs", "q_taken", "grad_norm", "entropy", "clip_fr
 # eval.csv: the greedy evaluation during training. The first seven columns are fixed
 # (other tools read them); new columns go at the end. episodes and wall_s mean what they
 # mean in metrics.csv (training episodes so far, training wall clock so far); eval_episodes
-# and eval_seed say which episodes were played (marl-eval RUN --seed EVAL_SEED --episodes N
+# and eval_seed say which episodes were played (marl-eval RUN --seed EVAL_SEED --episodes N --checkpoint STEP
 # plays them again); eval_wall_s is the evaluation's own time.
 EVAL_FIELDS = [
     "env_steps",
