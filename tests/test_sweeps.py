@@ -122,3 +122,16 @@ def test_processes_run_at_most_jobs_at_once_and_are_stopped_when_interrupted(tmp
     pid = int(slow_logs[0].read_text().split()[0])
     with pytest.raises(ProcessLookupError):  # terminated and reaped
         os.kill(pid, 0)
+
+
+def test_help_states_the_step_budget_and_the_new_options():
+    from click.testing import CliRunner
+
+    from marl_edge.cli.train import _help
+
+    train_cmd.help = _help()  # as main() does
+    text = " ".join(CliRunner().invoke(train_cmd, ["--help"], terminal_width=200).output.split())
+    assert "the env's recommended budget" in text and "10,000 for the default env two_step" in text
+    assert "rendezvous (100,000)" in text
+    for option in ("--seeds", "--grid KEY=V1,V2", "--jobs", "eval_every", "eval_during_episodes", "sweep.json"):
+        assert option in text, option
