@@ -13,6 +13,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any
+from ..envs import canonical_env_name
 from ..errors import UserError
 
 
@@ -40,6 +41,11 @@ class RunConfig:
     eval_every: int | None = None
     # episodes of each evaluation during training; None: eval_episodes (so eval_episodes=0 turns both off)
     eval_during_episodes: int | None = None
+
+    def __post_init__(self) -> None:
+        # a user's env file (pz:./my_env.py) or module of the current folder is recorded by its
+        # absolute path: evaluation, export, the swarm's world and env workers may run elsewhere
+        self.env = canonical_env_name(self.env)
 
     def validate(self) -> None:
         if self.steps is not None and self.steps < 1:
