@@ -70,7 +70,7 @@ def get_entry(name: str) -> EnvEntry:
         return gym_entry(name)
     if name not in _REGISTRY:
         raise EnvError(f"unknown env {name!r}; choose one of: {', '.join(env_names())} "
-                       "(or pz:MODULE for a PettingZoo env, gym:MODULE:ENV_ID for a gymnasium multi-agent env such as LBF or RWARE)")
+                       "(or pz:MODULE or pz:./file.py for a PettingZoo env, gym:MODULE:ENV_ID for a gymnasium multi-agent env such as LBF or RWARE)")
     return _REGISTRY[name]
 
 

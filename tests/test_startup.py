@@ -32,7 +32,8 @@ def test_marl_train_help_lists_the_registries_without_torch():
     for algo in ALGOS.values():
         assert f"{algo.name} ({algo.description})" in text
     assert "two_step" in text and "pz:MODULE[:FACTORY]" in text
-    assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
+    assert not modules & set(HEAVY), (f"marl-train --help imported {sorted(modules & set(HEAVY))}: register algorithms and mixers "
+                                      "with register_algo_lazily / register_mixer_lazily (train/registry.py, train/mixers/__init__.py)")
 
 
 @pytest.mark.parametrize("cmd", ["marl-export", "marl-eval", "marl-swarm", "marl-agent", "marl-keys"])
