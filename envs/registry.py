@@ -201,9 +201,8 @@ def canonical_env_name(name: str) -> str:
         return name
     if is_file_target(target):
         path = Path(target).expanduser()
-        if path.is_absolute():
-            return name
-        path = Path.cwd() / path
+        if not path.is_absolute():
+            path = Path.cwd() / path
     else:
         path = _found_in_cwd(target)
         if path is None:
@@ -237,6 +236,8 @@ def _import_file(target: str, name: str) -> ModuleType:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
         raise EnvError(f"env {name!r}: {path} imports {e.name!r}, which is not installed ({e}); pip install it") from None
+    except Exception as e:  # noqa: BLE001 (the user's own code: one line, the traceback with --debug)
+        raise EnvError(f"env {name!r}: importing {path} failed: {type(e).__name__}: {e}") from e
     found = Path(getattr(module, "__file__", "") or "")
     if not found.is_file() or not found.samefile(path):
         raise EnvError(f"env {name!r}: the module name {module_name!r} of {path} is taken by {found or 'another module'}; rename the file")

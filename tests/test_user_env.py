@@ -106,6 +106,9 @@ def test_a_missing_user_env_gets_a_hint_for_a_file_not_pip(tmp_path, monkeypatch
     (tmp_path / "needs_dep.py").write_text("import no_such_dependency_xyz\n")
     with pytest.raises(EnvError, match="imports 'no_such_dependency_xyz', which is not installed"):
         make(f"pz:{tmp_path / 'needs_dep.py'}")
+    (tmp_path / "broken_env.py").write_text("def parallel_env(:\n")
+    with pytest.raises(EnvError, match="importing .*broken_env.py failed: SyntaxError"):
+        make(f"pz:{tmp_path / 'broken_env.py'}")
     (tmp_path / "json.py").write_text("")  # the name of a module that is already loaded
     with pytest.raises(EnvError, match="rename the file"):
         make(f"pz:{tmp_path / 'json.py'}")
