@@ -24,7 +24,7 @@ def _help() -> str:
     return (
         "Train a multi-agent team (centralised training) and write a run directory "
         "with config, metrics, TensorBoard events, checkpoints and a final greedy evaluation.\n\n"
-        f"Envs, with the env steps each trains for when --steps is not given (its recommended budget): {envs}; or pz:MODULE[:FACTORY] for any PettingZoo parallel env "
+        f"Envs, with the env steps each trains for when --steps is not given (its recommended budget): {envs}; or pz:MODULE[:FACTORY] (or pz:./path/file.py[:FACTORY], your own file) for any PettingZoo parallel env "
         "(e.g. pz:mpe2.simple_spread_v3); or gym:MODULE:ENV_ID for a gymnasium multi-agent env such as LBF or RWARE "
         "(e.g. gym:lbforaging:Foraging-8x8-2p-2f-coop-v3, gym:rware:rware-tiny-2ag-v2; pip install 'marl-edge[benchmarks]'). "
         "--set env.workers=W steps a pz: or gym: env's parallel episodes in W worker processes (same episodes; "
