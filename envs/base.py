@@ -305,7 +305,8 @@ class MultiAgentEnv(ABC):
     def counterfactual_rewards(self, snap: dict[str, Any], actions: np.ndarray, default: np.ndarray) -> np.ndarray:
         """``[B, n]``: entry ``[b, i]`` is the team reward R(s, (a_-i, c_i)) of slot
         ``b``'s step from ``snap`` (taken before ``step(actions)``) with agent ``i``'s
-        action replaced by ``default[b, i]`` (c_i), the others as taken.
+        action replaced by ``default[b, i]`` (c_i), the others as taken. Each c_i
+        must be available to its agent in that state (nothing here checks it again).
 
         One step of one env of batch ``B * n``: slot ``b * n + i`` is slot ``b``
         restored, playing the joint action with agent ``i`` swapped; no loop over
@@ -315,7 +316,13 @@ class MultiAgentEnv(ABC):
         cf.restore(snap, repeat=n)
         joint = np.repeat(np.asarray(actions)[:, None], n, axis=1)  # [B, n (whose swap), n, ...]
         joint[:, np.eye(n, dtype=bool)] = default
-        joint = cf._check_actions(joint.reshape(B * n, *joint.shape[2:]))
+        joint = joint.reshape(B * n, *joint.shape[2:])
+        # the joint action passed step()'s checks and each c_i is available (the caller's
+        # promise, kept by envs.credit): only step()'s conversion is needed
+        if self.spec.discrete:
+            joint = joint.astype(np.int64, copy=False)
+        else:
+            joint = np.clip(joint.astype(np.float32), self.spec.action_low, self.spec.action_high)
         active = ~cf._done
         reward, _ = cf._step(joint, active)
         reward = np.where(active[:, None], reward, 0.0).astype(np.float32)
