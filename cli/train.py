@@ -36,7 +36,10 @@ def _help() -> str:
         "msg_dim=D, comm_k=K (knn aggregator), comm_reduce=mean|sum, top_k=K (attention), msg_dropout=P "
         "(e.g. --env scout --set comm=attention --set topology=knn:2).\n\n"
         "Agent network: hidden_dim=H, recurrent=true|false (GRU or feed-forward), shared=true|false, agent_id, last_action.\n\n"
-        "Rewards: standardise_rewards=true trains on (r - running mean) / running std (every learner).\n\n"
+        "Rewards: standardise_rewards=true trains on (r - running mean) / running std (every learner); "
+        "reward=team|difference|team+difference (difference rewards D_i from rolling the simulator back; default_action=noop|INDEX), "
+        "shaping=none|builtin|MODULE:FUNCTION (potential-based, F = gamma Phi(s') - Phi(s)), shaping_per_agent=true|false; "
+        "docs/credit.md.\n\n"
         "metrics.csv logs the exploration each learner reports: epsilon (iql and the mixer algorithms: vdn, qmix), noise (maddpg on a box). "
         "docs/training.md describes the algorithms and how to add one, or a mixer (train/mixers/)."
     )

@@ -112,6 +112,7 @@ class RewardSignals:
             env.check_rollback()
             self.default = default_actions(env, credit.default_action)
         self.potential: Potential | None = load_potential(credit.shaping) if credit.shaping != "none" else None
+        self._phi_next: tuple[np.ndarray, np.ndarray] | None = None  # Phi after the last step: Phi(s) of the next one
 
     def phi(self) -> tuple[np.ndarray, np.ndarray]:
         """The potential of the env's current state: (per agent [B, n], team [B]), float64."""
@@ -133,7 +134,9 @@ class RewardSignals:
         if self.default is not None:
             pre["snapshot"] = self.env.snapshot()
         if self.potential is not None:
-            pre["phi"] = self.phi()
+            # the state is the one the last step left, unless a slot has restarted since (t = 0)
+            fresh = self._phi_next is not None and not (self.env._t == 0).any()
+            pre["phi"] = self._phi_next if fresh else self.phi()
         return pre
 
     def after(self, pre: dict[str, Any], actions: np.ndarray, avail: np.ndarray, ts: TimeStep) -> dict[str, np.ndarray]:
@@ -154,6 +157,7 @@ class RewardSignals:
             out["reward_diff"] = (r[:, None] - r_cf).astype(np.float32)
         if self.potential is not None:
             (phi_a, phi_t), (nxt_a, nxt_t) = pre["phi"], self.phi()
+            self._phi_next = (nxt_a, nxt_t)
             g, end = self.credit.gamma, ts.terminated
             nxt_a = np.where(end[:, None], 0.0, nxt_a)  # Phi(terminal) = 0; a time-limit end keeps the real Phi(s')
             nxt_t = np.where(end, 0.0, nxt_t)
