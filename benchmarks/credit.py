@@ -5,8 +5,8 @@ A results table and a cost table (printed, never asserted; docs/credit.md):
 1. ``learn``: each learner (``--algos``, default QMIX and MAPPO) trained with
    each reward mode (``--modes``) for ``--seeds`` seeds on one env (``--env``,
    ``--env-set KEY=VALUE``): env steps and wall-clock until the training
-   return (mean over a metrics row, under exploration) first reaches
-   ``--threshold``, the final greedy return over ``--episodes`` evaluation
+   return (under exploration, averaged over the last ``--window`` episodes)
+   first reaches ``--threshold``, the final greedy return over ``--episodes`` evaluation
    episodes no training seed plays (seed 12345), and, where the evaluation
    reports ``agent_stats`` with an idle share per robot, that share.
 2. ``cost``: env steps per second of a random team stepped by the rollout
@@ -68,10 +68,23 @@ def parse_env_sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def first_reach(rows: list[dict[str, Any]], threshold: float) -> tuple[int | None, float | None]:
-    """Env steps and wall seconds of the first metrics row whose training return reaches ``threshold``."""
+def first_reach(rows: list[dict[str, Any]], threshold: float, window: int) -> tuple[int | None, float | None]:
+    """Env steps and wall seconds of the first metrics row where the training return, averaged
+    over the episodes of the trailing rows that hold at least ``window`` episodes, reaches ``threshold``."""
+    hist: list[tuple[int, float]] = []  # (episodes, return mean) per row
+    before = 0
     for r in rows:
-        if r.get("return_mean") is not None and r["return_mean"] >= threshold:
+        k = int(r["episodes"]) - before
+        before = int(r["episodes"])
+        if r.get("return_mean") is None or k <= 0:
+            continue
+        hist.append((k, float(r["return_mean"])))
+        total, acc = 0, 0.0
+        for k_i, ret in reversed(hist):
+            total, acc = total + k_i, acc + k_i * ret
+            if total >= window:
+                break
+        if total >= window and acc / total >= threshold:
             return int(r["env_steps"]), float(r["wall_s"])
     return None, None
 
@@ -99,7 +112,7 @@ def learn(root: Path, args: argparse.Namespace, env_options: dict[str, Any]) -> 
     rows, out = [], []
     for algo in args.algos:
         for mode in args.modes:
-            res: dict[str, list[Any]] = {"steps": [], "wall": [], "ret": [], "sps": [], "idle": []}
+            res: dict[str, list[Any]] = {"steps": [], "wall": [], "ret": [], "sps": [], "idle": [], "curve": []}
             for seed in range(args.seeds):
                 run = RunConfig(env=args.env, algo=algo, steps=args.steps, seed=seed, n_envs=args.n_envs, eval_episodes=0,
                                 env_options=env_options, checkpoint_every=args.steps, save_buffer=False, log_every=args.log_every)
@@ -109,13 +122,14 @@ def learn(root: Path, args: argparse.Namespace, env_options: dict[str, Any]) -> 
                 t0 = time.perf_counter()
                 summary = train(d, progress=progress.append)
                 wall = time.perf_counter() - t0
-                steps, secs = first_reach(progress, args.threshold)
+                steps, secs = first_reach(progress, args.threshold, args.window)
                 ev = evaluate_run(d, args.episodes, EVAL_SEED)
                 res["steps"].append(steps)
                 res["wall"].append(secs)
                 res["ret"].append(ev["mean_return"])
                 res["sps"].append(summary["env_steps"] / wall)
                 res["idle"].append(idle_share(ev))
+                res["curve"].append([(r["env_steps"], r["episodes"], r["return_mean"]) for r in progress])
                 print(f"  {algo} {mode} seed {seed}: eval {ev['mean_return']:.2f}, threshold at {steps} steps / "
                       f"{'-' if secs is None else f'{secs:.0f} s'}, {wall:.0f} s", file=sys.stderr, flush=True)
             idle = [x for x in res["idle"] if x is not None]
@@ -175,6 +189,7 @@ def main() -> None:
     ap.add_argument("--n-envs", type=int, default=8)
     ap.add_argument("--log-every", type=int, default=500, help="env steps per metrics row (the threshold's resolution)")
     ap.add_argument("--threshold", type=float, default=9.0, help="training return that counts as solved (rendezvous: 9 of 10)")
+    ap.add_argument("--window", type=int, default=100, help="episodes the training return is averaged over for the threshold")
     ap.add_argument("--episodes", type=int, default=200, help="greedy evaluation episodes per run")
     ap.add_argument("--cost-batches", default="8,32", type=lambda s: [int(x) for x in s.split(",")])
     ap.add_argument("--cost-seconds", type=float, default=2.0)
