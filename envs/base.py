@@ -151,6 +151,9 @@ class MultiAgentEnv(ABC):
     declares nothing (the PettingZoo and gymnasium adapters, whose state lives
     in third-party objects, keep the default ``None``) cannot roll back and says
     so in one line; ``()`` means the bookkeeping is all the state there is.
+The counterfactual env is built from ``spec.options`` (the keys the
+constructor takes); an env whose options cannot rebuild it overrides
+``_counterfactual_env`` (as the matrix game does).
 
     ``potential()`` (``shaping=builtin``) is an env's own shaping potential
     Phi(s): ``[B, n]`` per agent (or ``[B]`` for the team); envs without one
