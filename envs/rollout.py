@@ -17,6 +17,12 @@ where there are positions). At an episode's first step the inbox is empty.
 The policy keeps its own last ``msg_out`` and gathers by the inbox; message
 *loss* is the policy's (training dropout) or the channel's business, not
 this loop's. The world simulator routes with this same code.
+
+Credit (training only, docs/credit.md). Given a ``CreditSpec``, each step
+also records what ``envs.credit.RewardSignals`` computes around it: the
+difference rewards (a snapshot before the step, the counterfactual step
+after it) and the shaping terms (the potential before and after). The
+returns an ``Episode`` reports stay the env's own.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from .base import EnvSpec, MultiAgentEnv, TimeStep
+from .credit import CreditSpec, RewardSignals
 from .topology import Topology, check_topology
 
 
@@ -84,6 +91,7 @@ class Rollout:
         next_seeds: Callable[[int], np.ndarray],
         record: bool = False,
         topology: Topology | None = None,
+        credit: CreditSpec | None = None,
     ) -> None:
         self.env, self.policy, self.next_seeds, self.record = env, policy, next_seeds, record
         B = env.n_envs
@@ -102,8 +110,11 @@ class Rollout:
         self.env_steps = 0
         self.msgs_sent = 0  # messages routed (emitted x hearers), summed over active slot-steps
         self.slot_stats: dict[str, np.ndarray] = {}  # per-slot, per-agent sums of info["agent_stats"]
+        self.signals = RewardSignals(env, credit) if credit is not None and credit.active else None
         if record:
             self.extras = dict(getattr(policy, "extra_fields", {}) or {})
+            if self.signals is not None:
+                self.extras |= self.signals.fields
             self.stage = {name: np.zeros((B, *shape), dtype=dt) for name, (shape, dt) in episode_layout(self.spec, k, self.extras).items()}
         seeds = np.asarray(next_seeds(B), dtype=np.int64)
         if len(seeds) == 0:
@@ -166,7 +177,10 @@ class Rollout:
         if self.topology is not None:  # route the messages just emitted by this step's neighbours
             self.inbox_idx, self.inbox_mask = self.topology.neighbours(self.ts.positions, batch=self.env.n_envs)
             self.msgs_sent += int(self.inbox_mask[active].sum())
+        pre = self.signals.before() if self.signals is not None else None
+        avail_before = self.ts.avail_actions
         ts = self.env.step(actions)
+        signals = self.signals.after(pre, np.asarray(actions), avail_before, ts) if self.signals is not None else {}
         self.ts = ts
         self._attach_inbox()
         idx = np.flatnonzero(active)
@@ -177,8 +191,8 @@ class Rollout:
             st = self.stage
             t = t_before[idx]
             st["actions"][idx, t] = np.asarray(actions)[idx]
-            for name in self.extras:  # what the policy recorded about this step (e.g. log-probs)
-                st[name][idx, t] = self.policy.step_extras[name][idx]
+            for name in self.extras:  # what the policy recorded about this step (e.g. log-probs), and the credit signals
+                st[name][idx, t] = (signals[name] if name in signals else self.policy.step_extras[name])[idx]
             st["reward"][idx, t] = ts.reward[idx]
             st["terminated"][idx, t] = ts.terminated[idx]
             st["filled"][idx, t] = True

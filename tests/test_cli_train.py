@@ -86,6 +86,10 @@ AC_RUNS = {
     "coma-two_step": ["--algo", "coma"],
     "maddpg-continuous-spread": ["--algo", "maddpg", "--env", "spread", "--set", "env.continuous=true"],
     "vdn-two_step": ["--algo", "vdn"],  # a mixer without weights: resume used to fail ("no weights for 'mixer'")
+    # difference rewards (rolled-back counterfactuals), shaping, and the per-agent term's own statistics
+    "qmix-rendezvous-credit": ["--algo", "qmix", "--env", "rendezvous", "--set", "env.grid=3", "--set", "env.goal_size=1",
+                               "--set", "env.episode_limit=8", "--set", "reward=team+difference", "--set", "shaping=builtin",
+                               "--set", "standardise_rewards=true"],
 }
 
 

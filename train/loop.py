@@ -162,7 +162,8 @@ class _Session:
         """Fresh episodes from the current env step on (at the start and after each checkpoint)."""
         self.steps_at_start = self.env_steps
         self.rollout = Rollout(
-            self.env, self.learner.behaviour_policy(self.env_steps), self.next_seeds, record=True, topology=self.learner.topology
+            self.env, self.learner.behaviour_policy(self.env_steps), self.next_seeds, record=True, topology=self.learner.topology,
+            credit=self.learner.credit,
         )
 
     def run(self, metrics: MetricsLog, progress: ProgressFn | None, stop_at: int | None) -> bool:
