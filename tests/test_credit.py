@@ -65,6 +65,8 @@ class Drift(MultiAgentEnv):
 
 ENVS = [
     ("rendezvous", {}),
+    ("warehouse", {}),
+    ("warehouse_sparse", {"n_agents": 3}),
     ("spread", {}),
     ("spread", {"continuous": True}),
     ("scout", {}),
