@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from pathlib import Path
 
 import click
@@ -34,13 +36,14 @@ def _load_profile(path: Path | None) -> dict:
 @click.option("--bind", default=None, help="Where this agent's message inbox listens (default tcp://127.0.0.1:*).")
 @click.option("--peers", "peers_file", type=click.Path(path_type=Path), default=None, help='JSON {"<id>": "<endpoint>"} of the other agents\' inboxes.')
 @click.option("--profile", type=click.Path(path_type=Path), default=None, help="A deployment profile (JSON) with any of these options.")
-@click.option("--mode", type=click.Choice(["lockstep", "realtime"]), default=None)
-@click.option("--hz", type=float, default=None)
+@click.option("--mode", type=click.Choice(["lockstep", "realtime"]), default=None,
+              help="lockstep: wait for the world's every step and for the listed neighbours' messages; realtime: act on what has arrived (default lockstep; must match the world).")
+@click.option("--hz", type=float, default=None, help="Realtime: the world's step rate, for the agent's timing (default 20).")
 @click.option("--swarm-id", default=None, help="Frames from other swarms are refused (default: the bundle id).")
 @click.option("--drop", type=float, default=None, help="Fault injection: lose each heard message with this probability.")
 @click.option("--delay-steps", type=int, default=None, help="Fault injection: send every message this many steps late.")
 @click.option("--msg-timeout", type=float, default=None, help="Lock-step: longest wait (s) for a neighbour's message (default 2).")
-@click.option("--seed", type=int, default=None)
+@click.option("--seed", type=int, default=None, help="Seeds this agent's --drop draws (default 0; marl-swarm passes the swarm's seed).")
 @click.option("--metrics", "metrics_path", default=None, help="Append this agent's metrics as a JSON line here on exit.")
 @click.option("--trusted-key", "trusted_keys", multiple=True, type=click.Path(path_type=Path),
               help="A public key (marl-keys signing OUT writes OUT.pub) the bundle must be signed with (repeatable: any one of them); unsigned, wrongly signed or changed bundles are refused. Needs marl-edge[crypto]. (or trusted_keys in --profile)")
@@ -51,10 +54,16 @@ def _load_profile(path: Path | None) -> dict:
               help="CURVE: this agent's secret key file (agent_<i>.key_secret, mode 0600; from marl-swarm --write-profiles).")
 @click.option("--public-keys", type=click.Path(path_type=Path), default=None, help="CURVE: the swarm's public_keys.json.")
 @click.option("--insecure", is_flag=True, help="Plain TCP without CURVE: anyone who reaches the sockets can join. Tests only.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None,
+              help="What the agent logs on stderr (default info: start-up, absences, rejoins, the world going silent and back, status lines).")
+@click.option("--status-every", type=float, default=None,
+              help="Log a status line every S seconds (info): step, episode, act latency, messages in/out, drops, invalid, reconnects (default 10; 0: never).")
+@click.option("--report-every", type=float, default=None,
+              help="Send the same counters to the world every S seconds as a status frame, for marl-swarm --live (default 0: never).")
+@click.option("--json", "as_json", is_flag=True, help="Print the agent's metrics as one JSON object, the last line of stdout, on exit.")
 @debug_option
 def agent_cmd(agent_dir, manifest, world, robot, link_key, bind, peers_file, profile, mode, hz, swarm_id, drop, delay_steps, msg_timeout, seed, metrics_path,
-              trusted_keys, world_timeout, reconnect, secret_key, public_keys, insecure, as_json, debug):
+              trusted_keys, world_timeout, reconnect, secret_key, public_keys, insecure, log_level, status_every, report_every, as_json, debug):
     """Run AGENT_DIR (agent_<i> of a bundle from marl-export) as one agent.
 
     It checks the folder against the bundle's swarm.json (sha256, version,
@@ -74,6 +83,10 @@ def agent_cmd(agent_dir, manifest, world, robot, link_key, bind, peers_file, pro
 
     prof = _load_profile(profile)
     pick = lambda v, k, default=None: v if v is not None else prof.get(k, default)  # noqa: E731
+    level = str(pick(log_level, "log_level", "info"))
+    if level not in ("debug", "info", "warning", "error"):
+        raise BundleError(f"profile {profile}: log_level must be debug, info, warning or error, got {level!r}")
+    _setup_logging(level)
     agent_dir = pick(agent_dir, "agent_dir")
     if agent_dir is None:
         raise BundleError("give AGENT_DIR (or agent_dir in --profile)")
@@ -126,9 +139,12 @@ def agent_cmd(agent_dir, manifest, world, robot, link_key, bind, peers_file, pro
                         drop=float(pick(drop, "drop", 0.0)), seed=int(pick(seed, "seed", 0)), metrics_path=pick(metrics_path, "metrics"), peers=peers,
                         delay_steps=int(pick(delay_steps, "delay_steps", 0)), msg_timeout_s=float(pick(msg_timeout, "msg_timeout", 2.0)),
                         trusted_keys=trusted,
-                        world_timeout_s=float(pick(world_timeout, "world_timeout", 10.0)), reconnect=bool(pick(reconnect, "reconnect", False)))
+                        world_timeout_s=float(pick(world_timeout, "world_timeout", 10.0)), reconnect=bool(pick(reconnect, "reconnect", False)),
+                        status_every_s=float(pick(status_every, "status_every", 10.0)), report_every_s=float(pick(report_every, "report_every", 0.0)))
     if opts.delay_steps < 0 or opts.msg_timeout_s < 0 or not opts.hz > 0 or not opts.world_timeout_s >= 0:
         raise BundleError("--delay-steps, --msg-timeout and --world-timeout must be >= 0, --hz > 0")
+    if not (opts.status_every_s >= 0 and opts.report_every_s >= 0):
+        raise BundleError("--status-every and --report-every must be >= 0 (0: off)")
     if not 0.0 <= opts.drop < 1.0:
         raise BundleError(f"--drop must be in [0, 1), got {opts.drop}")
     if not manifest.is_file():
@@ -163,13 +179,27 @@ def agent_cmd(agent_dir, manifest, world, robot, link_key, bind, peers_file, pro
     if tcp and opts.keys is None and not insecure:
         raise BundleError("tcp links are CURVE-secured: give --secret-key FILE --public-keys FILE "
                           "(marl-swarm --write-profiles writes them) or --insecure for plain TCP")
+    logging.getLogger("marl_edge.agent").info(
+        f"agent {proc.id}: started, {opts.mode}, swarm {sid}, {'world ' + str(world) if world is not None else 'robot ' + str(robot)}")
     res = proc.run()
+    logging.getLogger("marl_edge.agent").info(f"agent {proc.id}: stopped ({res['stopped']}) after {res['steps']} steps")
     if as_json:
         emit_json(res)
     if proc.gave_up:
         click.echo(proc.gave_up, err=True)
         return 3
     return 0
+
+
+def _setup_logging(level: str) -> None:
+    """The agent's log: Python logging to stderr, one timestamped line per record.
+    Only the marl_edge loggers take ``level``; other libraries stay at warning."""
+    h = logging.StreamHandler(sys.stderr)
+    h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger("marl_edge")
+    root.handlers[:] = [h]
+    root.setLevel(getattr(logging, level.upper()))
+    root.propagate = False
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from .common import debug_option, emit_json, run_command
               help="int8: ONNX Runtime dynamic quantisation, checked against fp32.")
 @click.option("--min-agreement", type=float, default=0.99, show_default=True,
               help="int8: refuse when fewer greedy actions than this agree with fp32 (unless --force).")
-@click.option("--opset", type=int, default=17, show_default=True)
+@click.option("--opset", type=int, default=17, show_default=True, help="The ONNX opset the graphs are written with.")
 @click.option("--parity-steps", type=int, default=200, show_default=True, help="Team steps replayed through torch and ONNX Runtime.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle; keep an int8 export below --min-agreement.")
 @click.option("--sign-key", type=click.Path(path_type=Path), default=None,

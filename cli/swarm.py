@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -14,11 +16,13 @@ from .common import Progress, debug_option, emit_json, run_command
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("bundle_dir", type=click.Path(path_type=Path))
-@click.option("--episodes", type=int, default=8, show_default=True)
+@click.option("--episodes", type=int, default=8, show_default=True, help="How many episodes the world plays.")
 @click.option("--seed", type=int, default=None, help="Episode seeds come from this (default: the source run's seed, as in marl-eval).")
-@click.option("--transport", type=click.Choice(["ipc", "tcp"]), default="ipc", show_default=True)
-@click.option("--mode", type=click.Choice(["lockstep", "realtime"]), default="lockstep", show_default=True)
-@click.option("--hz", type=float, default=20.0, show_default=True)
+@click.option("--transport", type=click.Choice(["ipc", "tcp"]), default="ipc", show_default=True,
+              help="ipc: unix sockets in a private folder (one host); tcp: loopback or --world-bind, CURVE-secured.")
+@click.option("--mode", type=click.Choice(["lockstep", "realtime"]), default="lockstep", show_default=True,
+              help="lockstep: each step waits for every live agent (reproduces marl-eval); realtime: the world ticks at --hz and late agents no-op.")
+@click.option("--hz", type=float, default=20.0, show_default=True, help="Realtime: steps per second.")
 @click.option("--drop", type=float, default=0.0, show_default=True, help="Each heard message lost with this probability.")
 @click.option("--delay-steps", type=int, default=0, show_default=True, help="Every message sent D steps late: it arrives stale and is masked.")
 @click.option("--metrics-out", type=click.Path(path_type=Path), default=None, help="Write every agent's metrics (JSON lines) and the summary here.")
@@ -38,12 +42,16 @@ from .common import Progress, debug_option, emit_json, run_command
 @click.option("--curve", "curve_ipc", is_flag=True, help="CURVE on ipc too (tcp always has it unless --insecure).")
 @click.option("--secret-key", type=click.Path(path_type=Path), default=None, help="With --no-spawn over tcp: the world's secret key file (world.key_secret).")
 @click.option("--public-keys", type=click.Path(path_type=Path), default=None, help="With --no-spawn over tcp: the swarm's public_keys.json.")
+@click.option("--trace", "trace_path", type=click.Path(path_type=Path), default=None,
+              help="Write every step (applied actions, rewards, positions, routed messages, absences) to this JSON-lines file as it runs (docs/robots.md).")
+@click.option("--live", is_flag=True,
+              help="Show a per-agent table (live/absent, step, act latency, messages, drops, invalid) on stderr, refreshed twice a second.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line of stdout.")
-@click.option("--quiet", is_flag=True)
+@click.option("--quiet", is_flag=True, help="No progress bar (the summary lines still print).")
 @debug_option
 def swarm_cmd(bundle_dir, episodes, seed, transport, mode, hz, drop, delay_steps, metrics_out, kills, restarts, world_bind, no_spawn,
-              swarm_id, start_timeout, write_profiles, hosts, base_port, trusted_keys, insecure, curve_ipc, secret_key, public_keys, as_json,
-              quiet, debug):
+              swarm_id, start_timeout, write_profiles, hosts, base_port, trusted_keys, insecure, curve_ipc, secret_key, public_keys, trace_path,
+              live, as_json, quiet, debug):
     """Run BUNDLE_DIR (from marl-export) as a swarm: one OS process per agent,
     messages peer to peer over ZeroMQ, a world simulator stepping the env.
 
@@ -82,18 +90,24 @@ def swarm_cmd(bundle_dir, episodes, seed, transport, mode, hz, drop, delay_steps
                         kills=[parse_at(k, b.n_agents, "kill") for k in kills], restarts=[parse_at(r, b.n_agents, "restart") for r in restarts],
                         world_bind=world_bind, spawn=not no_spawn, start_timeout_s=start_timeout, trusted_keys=keys,
                         swarm_id=(swarm_id or bundle_id(Path(bundle_dir) / "swarm.json")) if no_spawn else swarm_id,
-                        security="insecure" if insecure else "curve" if curve_ipc else "auto", secret_key=secret_key, public_keys=public_keys)
+                        security="insecure" if insecure else "curve" if curve_ipc else "auto", secret_key=secret_key, public_keys=public_keys,
+                        trace=trace_path, report_every_s=LiveView.EVERY_S if live else 0.0)
     if no_spawn and transport == "ipc" and world_bind is None:
         raise BundleError("--no-spawn needs --world-bind (where the agents connect)")
     say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     if b.signer:
         say(f"signed   by trusted key {b.signer}; every agent checks the signature too")
     say(f"swarm    {b.n_agents} agent {'processes' if not no_spawn else 'processes started elsewhere'} + world, {transport}, {mode}, {episodes} episodes")
-    bar = Progress(episodes, "episodes", enabled=not quiet)
+    bar = Progress(episodes, "episodes", enabled=not quiet and not live)  # the live table shows the episode
+    view = LiveView(sys.stderr, episodes) if live else None
     try:
-        res = run_swarm(bundle_dir, opts, progress=lambda r: bar.update(r["episode"], f"return {r['return']:.3g}"))
+        res = run_swarm(bundle_dir, opts, progress=lambda r: bar.update(r["episode"], f"return {r['return']:.3g}"), watch=view)
     finally:
         bar.close()
+        if view is not None:
+            view.finish()
+    if trace_path is not None:
+        say(f"trace    {trace_path}: {res['steps']} steps")
     if metrics_out is not None:
         import json
 
@@ -123,6 +137,49 @@ def swarm_cmd(bundle_dir, episodes, seed, transport, mode, hz, drop, delay_steps
         click.echo(f"error: no agent acted in {res['steps']} steps: every robot played the no-op (see the absences above)", err=True)
         return 1
     return 0
+
+
+class LiveView:
+    """``marl-swarm --live``: the world's per-agent table (``runtime.swarm.live_rows``)
+    on ``stream`` at most every ``EVERY_S``. On a terminal it is redrawn in place
+    (ANSI: cursor up, clear to the end); otherwise one plain line per refresh,
+    so a log or a pipe gets a readable history."""
+
+    EVERY_S = 0.5
+
+    def __init__(self, stream: TextIO, episodes: int) -> None:
+        self.stream, self.episodes = stream, episodes
+        self.tty = stream.isatty()
+        self.drawn = 0  # lines of the last table (a terminal)
+        self.at = -1e9
+        self.t0 = time.perf_counter()
+        self.world: Any = None
+
+    def __call__(self, world: Any) -> None:
+        self.world = world
+        if time.perf_counter() - self.at >= self.EVERY_S:
+            self.draw()
+
+    def finish(self) -> None:
+        """The last state, whenever the previous one was drawn."""
+        if self.world is not None:
+            self.draw()
+
+    def draw(self) -> None:
+        from ..runtime.swarm import live_line, live_rows, live_table
+
+        w = self.world
+        self.at = now = time.perf_counter()
+        head = f"{now - self.t0:.1f} s, step {w.global_step}, episode {min(w.cur[0] + 1, self.episodes)}/{self.episodes}"
+        rows = live_rows(w, now)
+        if self.tty:
+            lines = live_table(rows, "live     " + head)
+            up = f"\x1b[{self.drawn}F\x1b[J" if self.drawn else ""
+            self.stream.write(up + "\n".join(lines) + "\n")
+            self.drawn = len(lines)
+        else:
+            self.stream.write(live_line(rows, head) + "\n")
+        self.stream.flush()
 
 
 def _finite(o: Any) -> Any:

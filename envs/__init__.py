@@ -4,13 +4,14 @@ numpy only: this package never imports torch or onnx.
 """
 
 from .base import EnvError, EnvSpec, MultiAgentEnv, TimeStep, episode_seeds
-from .registry import env_names, env_options, get_entry, make, register
+from .registry import canonical_env_name, env_names, env_options, get_entry, make, register
 
 __all__ = [
     "EnvError",
     "EnvSpec",
     "MultiAgentEnv",
     "TimeStep",
+    "canonical_env_name",
     "episode_seeds",
     "env_names",
     "env_options",

@@ -14,6 +14,7 @@ does that at once, so a batch never waits for its slowest episode.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -138,9 +139,31 @@ class MultiAgentEnv(ABC):
     Subclasses set ``self.spec`` in ``__init__`` (after calling super) and
     implement the underscored hooks. They hold their state as arrays over the
     batch and must leave slots outside ``active`` untouched in ``_step``.
+
+    Rolling back (difference rewards, docs/credit.md). An env that names in
+    ``snapshot_fields`` every attribute that holds per-slot state (an array
+    with leading dim ``B``) can be copied and put back: ``snapshot()`` and
+    ``restore()``, and ``counterfactual_rewards``, which replays one step
+    with each agent in turn swapped to a default action. The base class adds
+    its own bookkeeping (``_t``, ``_done``, ``_terminated``, the episode seeds
+    and the slot generators) to every snapshot. Everything else an env holds
+    must be fixed at construction (options, lookup tables). An env that
+    declares nothing (the PettingZoo and gymnasium adapters, whose state lives
+    in third-party objects, keep the default ``None``) cannot roll back and says
+    so in one line; ``()`` means the bookkeeping is all the state there is.
+The counterfactual env is built from ``spec.options`` (the keys the
+constructor takes); an env whose options cannot rebuild it overrides
+``_counterfactual_env`` (as the matrix game does).
+
+    ``potential()`` (``shaping=builtin``) is an env's own shaping potential
+    Phi(s): ``[B, n]`` per agent (or ``[B]`` for the team); envs without one
+    refuse.
     """
 
     spec: EnvSpec
+    # per-slot state arrays (leading dim B) that restore() puts back; () for an env whose only
+    # state is the base class's bookkeeping, None for one that cannot roll back
+    snapshot_fields: tuple[str, ...] | None = None
 
     def __init__(self, n_envs: int = 1) -> None:
         if n_envs < 1:
@@ -150,8 +173,11 @@ class MultiAgentEnv(ABC):
         self._done = np.ones(self.n_envs, dtype=bool)
         self._terminated = np.zeros(self.n_envs, dtype=bool)
         self._rngs: list[np.random.Generator | None] = [None] * self.n_envs
+        # a restored slot's generator state, turned into a generator on first use (rng(i))
+        self._rng_states: list[dict[str, Any] | None] = [None] * self.n_envs
         self._seeds = np.zeros(self.n_envs, dtype=np.int64)
         self._started = False
+        self._cf_env: MultiAgentEnv | None = None  # the B*n copy counterfactual_rewards steps (built once)
 
     # ---- hooks -----------------------------------------------------------
     @abstractmethod
@@ -186,6 +212,7 @@ class MultiAgentEnv(ABC):
         seeds, idx = self._reset_args(seeds, mask)
         for i in idx:  # generators are made on first use (rng(i)): envs that draw nothing pay nothing
             self._rngs[i] = None
+            self._rng_states[i] = None
         self._seeds[idx] = seeds[idx]
         self._t[idx] = 0
         self._done[idx] = False
@@ -227,6 +254,82 @@ class MultiAgentEnv(ABC):
 
     def close(self) -> None:  # for adapters that hold resources
         pass
+
+    # ---- rolling back: snapshots and counterfactual steps (docs/credit.md) ---------------
+    BOOKKEEPING = ("_t", "_done", "_terminated", "_seeds")
+
+    def potential(self) -> np.ndarray:
+        """Phi(s) of the current state, ``[B, n]`` (per agent) or ``[B]``: the env's
+        own shaping potential (``shaping=builtin``). Envs without one refuse."""
+        raise EnvError(f"env {self.spec.name!r} has no built-in potential; use shaping=MODULE:FUNCTION (docs/credit.md)")
+
+    def check_rollback(self) -> None:
+        """Raise one ``EnvError`` line when this env cannot roll back."""
+        if self.snapshot_fields is None:
+            raise EnvError(f"env {self.spec.name!r} cannot roll back its state (it declares no snapshot_fields), so it has no "
+                           "difference rewards; use reward=team (docs/credit.md)")
+
+    def _rollback_fields(self) -> tuple[str, ...]:
+        self.check_rollback()
+        return (*(self.snapshot_fields or ()), *self.BOOKKEEPING)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Copies of every per-slot state array (``snapshot_fields`` and the base
+        class's bookkeeping) and of each slot's generator state."""
+        snap: dict[str, Any] = {name: np.array(getattr(self, name), copy=True) for name in self._rollback_fields()}
+        snap["_rng_states"] = [r.bit_generator.state if r is not None else s for r, s in zip(self._rngs, self._rng_states)]
+        return snap
+
+    def restore(self, snap: dict[str, Any], repeat: int = 1) -> None:
+        """Put ``snap`` back. With ``repeat`` k this env has k times the batch of the
+        env that took it, and slot ``b * k + j`` becomes a copy of slot ``b``.
+        Generators are rebuilt lazily from their saved state, so a copy draws what
+        the original would have drawn."""
+        for name in self._rollback_fields():
+            value = snap[name] if repeat == 1 else np.repeat(snap[name], repeat, axis=0)
+            target = getattr(self, name)
+            if target.shape != value.shape:
+                raise EnvError(f"{self.spec.name}: snapshot field {name} has shape {value.shape}, this env holds {target.shape}")
+            target[...] = value
+        self._rng_states = [st for st in snap["_rng_states"] for _ in range(repeat)]
+        self._rngs = [None] * self.n_envs
+        self._started = True
+
+    def _counterfactual_env(self) -> "MultiAgentEnv":
+        """An env like this one with ``B * n`` slots, built once: the constructor's
+        options from ``spec.options`` (those it takes) and this env's spec."""
+        if self._cf_env is None:
+            takes = inspect.signature(type(self)).parameters
+            opts = {k: v for k, v in self.spec.options.items() if k in takes}
+            self._cf_env = type(self)(n_envs=self.n_envs * self.spec.n_agents, **opts)
+            self._cf_env.spec = self.spec
+        return self._cf_env
+
+    def counterfactual_rewards(self, snap: dict[str, Any], actions: np.ndarray, default: np.ndarray) -> np.ndarray:
+        """``[B, n]``: entry ``[b, i]`` is the team reward R(s, (a_-i, c_i)) of slot
+        ``b``'s step from ``snap`` (taken before ``step(actions)``) with agent ``i``'s
+        action replaced by ``default[b, i]`` (c_i), the others as taken. Each c_i
+        must be available to its agent in that state (nothing here checks it again).
+
+        One step of one env of batch ``B * n``: slot ``b * n + i`` is slot ``b``
+        restored, playing the joint action with agent ``i`` swapped; no loop over
+        agents. Only the reward is computed (no observation). Finished slots give 0."""
+        B, n = self.n_envs, self.spec.n_agents
+        cf = self._counterfactual_env()
+        cf.restore(snap, repeat=n)
+        joint = np.repeat(np.asarray(actions)[:, None], n, axis=1)  # [B, n (whose swap), n, ...]
+        joint[:, np.eye(n, dtype=bool)] = default
+        joint = joint.reshape(B * n, *joint.shape[2:])
+        # the joint action passed step()'s checks and each c_i is available (the caller's
+        # promise, kept by envs.credit): only step()'s conversion is needed
+        if self.spec.discrete:
+            joint = joint.astype(np.int64, copy=False)
+        else:
+            joint = np.clip(joint.astype(np.float32), self.spec.action_low, self.spec.action_high)
+        active = ~cf._done
+        reward, _ = cf._step(joint, active)
+        reward = np.where(active[:, None], reward, 0.0).astype(np.float32)
+        return scalarise(reward, self.spec.reward_scalarisation, axis=1).reshape(B, n)
 
     # ---- helpers -----------------------------------------------------------
     def _check_actions(self, actions: np.ndarray) -> np.ndarray:
@@ -271,4 +374,6 @@ class MultiAgentEnv(ABC):
         r = self._rngs[i]
         if r is None:
             r = self._rngs[i] = np.random.default_rng(int(self._seeds[i]))
+            if self._rng_states[i] is not None:  # a restored slot continues where its original was
+                r.bit_generator.state = self._rng_states[i]
         return r

@@ -7,6 +7,7 @@ from .rendezvous import RendezvousEnv
 from .scout import ScoutEnv
 from .spread import SpreadEnv
 from .two_step import TwoStepEnv
+from .warehouse import WarehouseEnv
 
 register("two_step", TwoStepEnv, "two-step cooperative matrix game (QMIX paper); optimum 8", train_steps=10_000)
 register(
@@ -35,4 +36,17 @@ register(
     DilemmaEnv,
     "iterated prisoner's dilemma, per-agent rewards (mixed motive): mutual C pays 3 each per round, mutual D 1",
     train_steps=50_000,
+)
+register(
+    "warehouse",
+    WarehouseEnv,
+    "robots fetch requested packages from shelves to the delivery zone; +1 per delivery, +0.5 per pickup; local window obs",
+    train_steps=200_000,
+)
+register(
+    "warehouse_sparse",
+    WarehouseEnv,
+    "warehouse with one team reward when every package is delivered (needs every robot; hard)",
+    train_steps=200_000,
+    reward="sparse",
 )

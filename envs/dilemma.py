@@ -25,6 +25,8 @@ PAYOFF = np.array([[[3.0, 3.0], [0.0, 5.0]], [[5.0, 0.0], [1.0, 1.0]]], dtype=np
 
 
 class DilemmaEnv(MultiAgentEnv):
+    snapshot_fields = ("_last",)
+
     def __init__(self, n_envs: int = 1, episode_limit: int = 10) -> None:
         super().__init__(n_envs)
         if isinstance(episode_limit, bool) or not isinstance(episode_limit, (int, np.integer)) or not 1 <= episode_limit <= 10_000:

@@ -179,8 +179,17 @@ def _import_gymnasium() -> Any:
 
 
 def gym_factory(env_id: str, name: str, time_limit: str = "terminal") -> Callable[..., GymParallelView]:
-    """A factory of parallel views over ``gymnasium.make(env_id, **kwargs)``."""
+    """A factory of parallel views over ``gymnasium.make(env_id, **kwargs)``.
+
+    ``env_id`` is ``ENV_ID`` or ``MODULE:ENV_ID``; MODULE (a dotted name, or a
+    ``.py`` file that registers the id) is imported first, as ``pz:`` modules are
+    (``registry.import_env_module``: installed, a file, or the current folder)."""
+    from .registry import import_env_module, split_module
+
     gymnasium = _import_gymnasium()
+    _, target, env_id = split_module(PREFIX + env_id)
+    if target:
+        import_env_module(target, name)
 
     def factory(**kwargs: Any) -> GymParallelView:
         try:
@@ -200,8 +209,9 @@ def gym_entry(name: str) -> Any:
     from .registry import EnvEntry
 
     env_id = name[len(PREFIX):]
-    if not env_id:
-        raise EnvError(f"bad gymnasium env name {name!r}; use gym:MODULE:ENV_ID, e.g. gym:lbforaging:Foraging-8x8-2p-2f-coop-v3")
+    if not env_id or env_id.endswith(":"):
+        raise EnvError(f"bad gymnasium env name {name!r}; use gym:MODULE:ENV_ID (MODULE may be ./path/to/file.py), "
+                       "e.g. gym:lbforaging:Foraging-8x8-2p-2f-coop-v3")
     def make_env(n_envs: int = 1, episode_limit: int | None = None, time_limit: str = "terminal", **kw: Any) -> Any:
         factory = gym_factory(env_id, name, time_limit)
         view = factory(**kw)

@@ -64,6 +64,8 @@ class MatrixGameEnv(MultiAgentEnv):
     the climbing game is played.
     """
 
+    snapshot_fields = ()  # the step counter (base class) is the only state
+
     def __init__(
         self,
         n_envs: int = 1,
@@ -104,6 +106,14 @@ class MatrixGameEnv(MultiAgentEnv):
         self._obs_rows = np.zeros((episode_limit + 1, 1 + episode_limit), dtype=np.float32)
         self._obs_rows[:, 0] = 1.0
         self._obs_rows[np.arange(episode_limit), 1 + np.arange(episode_limit)] = 1.0
+
+    def _counterfactual_env(self) -> MultiAgentEnv:
+        """Built from the table itself: ``spec.options`` of a preset names both
+        ``payoff`` and ``preset``, which the constructor refuses together."""
+        if self._cf_env is None:
+            self._cf_env = MatrixGameEnv(self.n_envs * self.n_agents, payoff=self.table, episode_limit=self.spec.episode_limit)
+            self._cf_env.spec = self.spec
+        return self._cf_env
 
     def _reset_slots(self, idx: np.ndarray) -> None:
         pass  # the only state is the step counter, which the base class resets

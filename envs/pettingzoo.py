@@ -15,8 +15,7 @@ when ``marl_edge.envs`` is imported.
 from __future__ import annotations
 
 import functools
-import importlib
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -217,8 +216,11 @@ class PettingZooEnv(MultiAgentEnv):
     * The state is ``env.state()`` when the env implements it, else the
       concatenation of all (padded) observations.
     * Positions: an env with a method ``agent_positions()`` returning
-      ``[n, pos_dim]`` has geometry (``has_positions``), so distance
-      topologies work on it; without one, only broadcast and graphs.
+      ``{agent: xy}`` or an array ``[n, pos_dim]`` has geometry
+      (``has_positions``, ``pos_dim``), so distance topologies (``knn:K``,
+      ``range:R``) work on it; without one, only broadcast and graphs. It is
+      read after every reset and step; an agent that has left keeps its last
+      position.
     * Slot ``b`` reset with seed ``s`` calls ``copy_b.reset(seed=s)``.
     """
 
@@ -280,9 +282,10 @@ class PettingZooEnv(MultiAgentEnv):
             self._has_state = False
             state_dim = n * obs_dim
 
-        # positions: an env that offers ``agent_positions() -> [n, pos_dim]`` (None: no geometry)
-        pos0 = env0.agent_positions() if callable(getattr(env0, "agent_positions", None)) else None
-        pos_dim = int(np.asarray(pos0).reshape(n, -1).shape[1]) if pos0 is not None else 2
+        # positions: an env whose ``agent_positions()`` gives them (None: no geometry)
+        self._pos_dim = 0
+        pos0 = self._read_positions(env0, None)
+        pos_dim = self._pos_dim if pos0 is not None else 2
 
         env_name = name or (getattr(env0, "metadata", None) or {}).get("name") or "pettingzoo"
         self.spec = EnvSpec(
@@ -327,6 +330,8 @@ class PettingZooEnv(MultiAgentEnv):
             live = set(self.envs[b].agents)
             self._alive[b] = [a in live for a in self.agent_ids]
             self._obs_buf[b] = 0.0
+            if self._pos_buf is not None:
+                self._pos_buf[b] = 0.0
             self._absorb(b, obs, infos or {}, self._alive[b])
 
     def _step(self, actions: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -389,11 +394,51 @@ class PettingZooEnv(MultiAgentEnv):
                     if not avail.any():
                         avail[0] = True
         if self._pos_buf is not None:
-            self._pos_buf[b] = np.asarray(self.envs[b].agent_positions(), dtype=np.float32).reshape(self.spec.n_agents, -1)
+            self._pos_buf[b] = self._read_positions(self.envs[b], self._pos_buf[b])
         if self._has_state:
             self._state_buf[b] = np.asarray(self.envs[b].state(), dtype=np.float32).reshape(-1)
         else:
             self._state_buf[b] = self._obs_buf[b].reshape(-1)
+
+    def _read_positions(self, env: Any, last: np.ndarray | None) -> np.ndarray | None:
+        """``env.agent_positions()`` (looked up on the env, else its ``unwrapped``) as
+        ``[n, pos_dim]``, or None when the env has no such method or it returns None.
+
+        It may return an array ``[n, pos_dim]`` in ``possible_agents`` order or a mapping
+        ``{agent: xy}``; an agent missing from the mapping (one that has left) keeps
+        ``last``, its last known position (zeros at reset)."""
+        fn = getattr(env, "agent_positions", None) or getattr(getattr(env, "unwrapped", None), "agent_positions", None)
+        raw = fn() if callable(fn) else None
+        if raw is None:
+            if last is not None:
+                raise EnvError(f"{self.spec.name}: agent_positions() returned None after giving positions; give them every step")
+            return None
+        n = len(self.agent_ids)
+        if isinstance(raw, Mapping):
+            unknown = [a for a in raw if a not in self.agent_ids]
+            if unknown:
+                raise EnvError(f"agent_positions() names {unknown[0]!r}, which is not one of possible_agents {self.agent_ids}")
+            rows = {a: np.asarray(v, dtype=np.float32).reshape(-1) for a, v in raw.items()}
+            dims = {r.size for r in rows.values()}
+            if len(dims) > 1 or (last is None and not rows):
+                raise EnvError(f"agent_positions() must give every agent a position of one size, got sizes {sorted(dims) or 'none'}")
+            if last is None:
+                self._pos_dim = dims.pop()
+                last = np.zeros((n, self._pos_dim), dtype=np.float32)
+            out = np.array(last, dtype=np.float32, copy=True)
+            for i, a in enumerate(self.agent_ids):
+                if a in rows:
+                    if rows[a].size != out.shape[1]:
+                        raise EnvError(f"agent_positions() gave {a!r} {rows[a].size} coordinates, expected {out.shape[1]}")
+                    out[i] = rows[a]
+            return out
+        arr = np.asarray(raw, dtype=np.float32)
+        if arr.ndim != 2 or arr.shape[0] != n or (last is not None and arr.shape[1] != last.shape[1]):
+            want = f"[{n}, {last.shape[1]}]" if last is not None else f"[{n}, pos_dim]"
+            raise EnvError(f"agent_positions() must return an array {want} or a mapping {{agent: position}}, got shape {arr.shape}")
+        if last is None:
+            self._pos_dim = arr.shape[1]
+        return arr
 
     def _obs(self) -> np.ndarray:
         return self._obs_buf.copy()
@@ -422,23 +467,20 @@ def from_pettingzoo(factory: Callable[..., Any], n_envs: int = 1, **kwargs: Any)
 
 
 def pettingzoo_entry(name: str) -> Any:
-    """The registry entry of ``pz:module.path`` (its ``parallel_env``) or ``pz:module.path:attr``."""
-    from .registry import EnvEntry
+    """The registry entry of ``pz:TARGET`` (its ``parallel_env``) or ``pz:TARGET:FACTORY``;
+    TARGET is a dotted module name or a ``.py`` file (``registry.import_env_module``)."""
+    from .registry import EnvEntry, import_env_module, split_module
 
-    target = name[3:] if name.startswith("pz:") else name
-    module_name, _, attr = target.partition(":")
+    _, target, attr = split_module(name if name.startswith("pz:") else "pz:" + name)
     attr = attr or "parallel_env"
-    if not module_name:
-        raise EnvError(f"bad PettingZoo env name {name!r}; use pz:MODULE or pz:MODULE:FACTORY, e.g. pz:mpe2.simple_spread_v3")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        top = module_name.split(".")[0]
-        raise EnvError(f"cannot import {module_name!r} for env {name!r} ({e}); install it, e.g. pip install {top}") from None
+    if not target:
+        raise EnvError(f"bad PettingZoo env name {name!r}; use pz:MODULE[:FACTORY] or pz:./path/to/file.py[:FACTORY], "
+                       "e.g. pz:mpe2.simple_spread_v3")
+    module = import_env_module(target, name)
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise EnvError(
-            f"module {module_name!r} has no callable {attr!r}; use pz:{module_name}:FACTORY with its parallel env factory "
+            f"{target} has no callable {attr!r}; use pz:{target}:FACTORY with its parallel env factory "
             "(AEC-only envs are not supported)"
         )
 
@@ -446,5 +488,5 @@ def pettingzoo_entry(name: str) -> Any:
         return from_pettingzoo(factory, n_envs=n_envs, name=name, **kw)
 
     doc = (getattr(module, "__doc__", None) or "").strip().splitlines()
-    description = f"PettingZoo {module_name}.{attr}" + (f": {doc[0]}" if doc else "")
+    description = f"PettingZoo {target}:{attr}" + (f": {doc[0]}" if doc else "")
     return EnvEntry(name, make_env, description, train_steps=50_000, defaults={}, scalarisation="sum")

@@ -43,6 +43,8 @@ MOVES = np.array([[0, 0], [0, 1], [0, -1], [-1, 0], [1, 0]], dtype=np.int64)
 class RendezvousEnv(MultiAgentEnv):
     """All agents must stand on the goal block at once (sparse team reward)."""
 
+    snapshot_fields = ("pos", "goal")
+
     def __init__(
         self,
         n_envs: int = 1,
@@ -121,6 +123,16 @@ class RendezvousEnv(MultiAgentEnv):
         """[B, n] bool: the agent stands on a goal cell."""
         rel = self.pos - self.goal[:, None, :]
         return ((rel >= 0) & (rel < self.goal_size)).all(axis=2)
+
+    def goal_distance(self) -> np.ndarray:
+        """[B, n] int: the moves each agent needs to stand on the goal block."""
+        rel = self.pos - self.goal[:, None, :]
+        return (np.maximum(0, -rel) + np.maximum(0, rel - (self.goal_size - 1))).sum(axis=2)
+
+    def potential(self) -> np.ndarray:
+        """Phi_i(s) = -(moves agent i needs to reach the goal block), [B, n] float32:
+        shaping that pays for closing in on the goal (docs/credit.md)."""
+        return -self.goal_distance().astype(np.float32)
 
     def _step(self, actions: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         moved = self.pos + MOVES[actions]

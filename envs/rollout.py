@@ -17,6 +17,12 @@ where there are positions). At an episode's first step the inbox is empty.
 The policy keeps its own last ``msg_out`` and gathers by the inbox; message
 *loss* is the policy's (training dropout) or the channel's business, not
 this loop's. The world simulator routes with this same code.
+
+Credit (training only, docs/credit.md). Given a ``CreditSpec``, each step
+also records what ``envs.credit.RewardSignals`` computes around it: the
+difference rewards (a snapshot before the step, the counterfactual step
+after it) and the shaping terms (the potential before and after). The
+returns an ``Episode`` reports stay the env's own.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from .base import EnvSpec, MultiAgentEnv, TimeStep
+from .credit import CreditSpec, RewardSignals
 from .topology import Topology, check_topology
 
 
@@ -43,6 +50,8 @@ class Episode:
     ret: float  # sum over steps of the team reward (spec.reward_scalarisation over agents)
     length: int
     data: dict[str, np.ndarray] | None = None  # padded arrays (see train.buffer) when recording
+    # per-agent sums over the episode of what the env reports in ``info["agent_stats"]`` ([n] each)
+    agent_stats: dict[str, np.ndarray] | None = None
 
 
 def episode_layout(
@@ -82,6 +91,7 @@ class Rollout:
         next_seeds: Callable[[int], np.ndarray],
         record: bool = False,
         topology: Topology | None = None,
+        credit: CreditSpec | None = None,
     ) -> None:
         self.env, self.policy, self.next_seeds, self.record = env, policy, next_seeds, record
         B = env.n_envs
@@ -99,8 +109,12 @@ class Rollout:
         self.started = 0
         self.env_steps = 0
         self.msgs_sent = 0  # messages routed (emitted x hearers), summed over active slot-steps
+        self.slot_stats: dict[str, np.ndarray] = {}  # per-slot, per-agent sums of info["agent_stats"]
+        self.signals = RewardSignals(env, credit) if credit is not None and credit.active else None
         if record:
             self.extras = dict(getattr(policy, "extra_fields", {}) or {})
+            if self.signals is not None:
+                self.extras |= self.signals.fields
             self.stage = {name: np.zeros((B, *shape), dtype=dt) for name, (shape, dt) in episode_layout(self.spec, k, self.extras).items()}
         seeds = np.asarray(next_seeds(B), dtype=np.int64)
         if len(seeds) == 0:
@@ -144,6 +158,15 @@ class Rollout:
             self.ts.inbox_idx = self.inbox_idx.copy()
             self.ts.inbox_mask = self.inbox_mask.copy()
 
+    def _add_agent_stats(self, ts: TimeStep, idx: np.ndarray) -> None:
+        """Adds the step's ``info["agent_stats"]`` (``name: [B, n]``, any env may report them)
+        to the running slots' episode sums."""
+        for name, value in (ts.info.get("agent_stats") or {}).items():
+            acc = self.slot_stats.get(name)
+            if acc is None:
+                acc = self.slot_stats[name] = np.zeros((self.env.n_envs, self.spec.n_agents), dtype=np.float64)
+            acc[idx] += np.asarray(value, dtype=np.float64)[idx]
+
     def step(self) -> list[Episode]:
         """One batched step; returns the episodes that ended in it."""
         active = self.active
@@ -154,18 +177,22 @@ class Rollout:
         if self.topology is not None:  # route the messages just emitted by this step's neighbours
             self.inbox_idx, self.inbox_mask = self.topology.neighbours(self.ts.positions, batch=self.env.n_envs)
             self.msgs_sent += int(self.inbox_mask[active].sum())
+        pre = self.signals.before() if self.signals is not None else None
+        avail_before = self.ts.avail_actions
         ts = self.env.step(actions)
+        signals = self.signals.after(pre, np.asarray(actions), avail_before, ts) if self.signals is not None else {}
         self.ts = ts
         self._attach_inbox()
         idx = np.flatnonzero(active)
         self.env_steps += len(idx)
         self.slot_return[idx] += ts.team_reward(self.spec.reward_scalarisation)[idx]
+        self._add_agent_stats(ts, idx)
         if self.record:
             st = self.stage
             t = t_before[idx]
             st["actions"][idx, t] = np.asarray(actions)[idx]
-            for name in self.extras:  # what the policy recorded about this step (e.g. log-probs)
-                st[name][idx, t] = self.policy.step_extras[name][idx]
+            for name in self.extras:  # what the policy recorded about this step (e.g. log-probs), and the credit signals
+                st[name][idx, t] = (signals[name] if name in signals else self.policy.step_extras[name])[idx]
             st["reward"][idx, t] = ts.reward[idx]
             st["terminated"][idx, t] = ts.terminated[idx]
             st["filled"][idx, t] = True
@@ -184,7 +211,10 @@ class Rollout:
                 data = {k: v[s].copy() for k, v in self.stage.items()}
                 for v in self.stage.values():
                     v[s] = 0
-            out.append(Episode(int(self.slot_index[s]), int(self.slot_seed[s]), float(self.slot_return[s]), int(ts.t[s]), data))
+            stats = {k: v[s].copy() for k, v in self.slot_stats.items()} or None
+            out.append(Episode(int(self.slot_index[s]), int(self.slot_seed[s]), float(self.slot_return[s]), int(ts.t[s]), data, stats))
+        for v in self.slot_stats.values():
+            v[ended] = 0.0
         self.slot_index[ended] = -1
         seeds = np.asarray(self.next_seeds(len(ended)), dtype=np.int64)
         restart = ended[: len(seeds)]
@@ -218,3 +248,23 @@ def evaluate(env: MultiAgentEnv, policy: TeamPolicy, seeds: np.ndarray, topology
     while ro.active.any():
         done.extend(ro.step())
     return sorted(done, key=lambda e: e.index)
+
+
+def agent_stats_summary(episodes: list[Episode]) -> dict[str, list[float]] | None:
+    """Per-agent means over ``episodes`` of what the env reported in ``info["agent_stats"]``;
+    None when it reported nothing.
+
+    Each stat is a per-step count (``idle``: the agent did nothing; ``deliveries``).
+    ``NAME`` is its mean total per episode and ``NAME_share`` its mean share of the
+    episode's steps, so a robot that idled through every episode reads
+    ``idle_share`` 1.0 whatever the episodes' lengths."""
+    eps = [e for e in episodes if e.agent_stats]
+    if not eps:
+        return None
+    out: dict[str, list[float]] = {}
+    for name in eps[0].agent_stats or {}:
+        totals = np.stack([(e.agent_stats or {})[name] for e in eps])  # [E, n]
+        lengths = np.array([max(1, e.length) for e in eps], dtype=np.float64)[:, None]
+        out[name] = [float(v) for v in totals.mean(axis=0)]
+        out[f"{name}_share"] = [float(v) for v in (totals / lengths).mean(axis=0)]
+    return out

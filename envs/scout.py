@@ -44,6 +44,8 @@ def talking_ceiling(n_agents: int, n_targets: int, episode_limit: int) -> float:
 
 
 class ScoutEnv(MultiAgentEnv):
+    snapshot_fields = ("_goal", "_scout", "_pos")
+
     def __init__(self, n_envs: int = 1, n_agents: int = 4, n_targets: int = 4, episode_limit: int = 4) -> None:
         super().__init__(n_envs)
         for name, v, lo, hi in (("n_agents", n_agents, 2, 64), ("n_targets", n_targets, 2, 32), ("episode_limit", episode_limit, 2, 1000)):

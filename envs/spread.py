@@ -34,6 +34,8 @@ MOVES = np.array([[0.0, 0.0], [0.0, 1.0], [0.0, -1.0], [-1.0, 0.0], [1.0, 0.0]],
 class SpreadEnv(MultiAgentEnv):
     """Cover all landmarks without colliding (dense shared reward)."""
 
+    snapshot_fields = ("pos", "landmarks")
+
     def __init__(
         self,
         n_envs: int = 1,
@@ -111,6 +113,13 @@ class SpreadEnv(MultiAgentEnv):
         close = (dx * dx + dy * dy) < np.float32((2 * self.agent_size) ** 2)
         collisions = (close & self._pairs).sum(axis=(1, 2))
         return coverage, collisions
+
+    def potential(self) -> np.ndarray:
+        """Phi_i(s) = -(distance from agent i to its nearest landmark), [B, n] float32
+        (docs/credit.md)."""
+        dx = self.pos[:, :, None, 0] - self.landmarks[:, None, :, 0]  # [B, agent, landmark]
+        dy = self.pos[:, :, None, 1] - self.landmarks[:, None, :, 1]
+        return -np.sqrt((dx * dx + dy * dy).min(axis=2)).astype(np.float32)
 
     def current_reward(self) -> np.ndarray:
         """[B] the shared reward of the current configuration."""

@@ -18,6 +18,8 @@ PAYOFF_2A = 7.0
 
 
 class TwoStepEnv(MultiAgentEnv):
+    snapshot_fields = ("_s",)
+
     def __init__(self, n_envs: int = 1) -> None:
         super().__init__(n_envs)
         self.spec = EnvSpec(name="two_step", n_agents=2, obs_dim=3, state_dim=3, episode_limit=2, n_actions=2)

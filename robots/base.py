@@ -83,6 +83,13 @@ class RobotAdapter(ABC):
         answer); 0.0 if the adapter does not keep it."""
         return 0.0
 
+    def report(self, status: dict[str, Any]) -> None:
+        """The agent's counters now (``runtime.agent``'s ``status``), sent every
+        few seconds when asked (``marl-agent --report-every``): the simulated
+        robot forwards them to the world (a ``status`` frame, docs/protocol.md),
+        where ``marl-swarm --live`` shows them. A link without such a frame
+        drops them."""
+
     def goodbye(self, metrics: dict[str, Any]) -> None:
         """Last words before ``close`` (the simulated robot forwards metrics)."""
 

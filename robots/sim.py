@@ -132,6 +132,9 @@ class SimRobot(RobotAdapter):
     def heartbeat(self) -> None:
         self._send("hb")
 
+    def report(self, status: dict[str, Any]) -> None:
+        self._send("status", m=status)
+
     def goodbye(self, metrics: dict[str, Any]) -> None:
         self._send("bye", m=metrics)
 

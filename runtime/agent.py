@@ -17,11 +17,18 @@ over -- policy reset, previous action zeroed, stored messages dropped -- and
 says hello again. When nothing comes from the world for ``world_timeout_s``
 the agent gives up (``gave_up``: one line; ``marl-agent`` exits 3), or, with
 ``reconnect``, keeps saying hello until the world is back.
+
+Reporting: the agent logs through Python logging (``marl_edge.agent``;
+``marl-agent --log-level``), with a status line of its counters every
+``status_every_s``; with ``report_every_s`` it also sends them to the world as
+a ``status`` frame (docs/protocol.md §3), which ``marl-swarm --live`` shows.
+Both are checked against the clock the loop reads anyway: no cost per step.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import resource
@@ -38,10 +45,12 @@ import zmq
 from ..robots.base import Absent, Observation, RobotAdapter, Stop
 from ..wire import protocol as P
 from .bundle import MANIFEST, BundleError, load_agent_dir, read_manifest
-from .metrics import Latency
+from .metrics import Latency, Recent
 from .policy import OrtPolicy
 from .keys import SwarmKeys, agent_user
 from .transport import SwarmAuthenticator, inbox_socket, peer_socket, start_auth
+
+log = logging.getLogger("marl_edge.agent")  # marl-agent sets its level and handler (--log-level)
 
 # plain ints: pyzmq's enum flags cost a Python-level enum operation on every use
 POLLIN, NOBLOCK = int(zmq.POLLIN), int(zmq.NOBLOCK)
@@ -67,6 +76,8 @@ class AgentOptions:
     world_timeout_s: float = 10.0  # give up after this long without a frame from the world (0: wait forever)
     reconnect: bool = False  # instead of giving up, keep saying hello until the world is back
     keys: SwarmKeys | None = None  # CURVE: this agent's key pair and the swarm's public keys (runtime.keys)
+    status_every_s: float = 10.0  # log a status line (info) this often (0: never)
+    report_every_s: float = 0.0  # send the status to the world (a status frame) this often (0: never)
 
 
 class AgentProcess:
@@ -117,6 +128,9 @@ class AgentProcess:
         self.step_ns = Latency()
         self.wait_ns = Latency()
         self.steps = 0
+        self.recent_act = Recent()  # the last few hundred policy calls (ns): the status's p50/p95
+        self.heard_msgs = 0  # messages that filled an inbox slot
+        self.reconnects = 0  # times the world fell silent and this agent kept saying hello (--reconnect)
         self.cpu0: float | None = None  # process CPU time at the first step (all threads: ours and ZeroMQ's)
         self.prev_action = np.zeros(spec.n_actions or 1, dtype=np.float32)
         self.prev_batched = self.prev_action[None]
@@ -149,6 +163,8 @@ class AgentProcess:
         heard: float | None = None
         hello_at = -1e9  # when this agent last said hello again
         lost = False  # reconnect: the world fell silent
+        self._status_at = self._report_at = mono()
+        self._due = self._next_due()
         try:
             realtime = self.opts.mode == "realtime"
             while not self._stop:
@@ -156,6 +172,9 @@ class AgentProcess:
                 if ob is None:
                     self._drain_ready()
                     robot.heartbeat()
+                    now = mono()
+                    if now >= self._due:
+                        self._periodic(now)
                     if heard is None and robot.last_heard:
                         heard = robot.last_heard  # the world answered a heartbeat: it is up
                     if heard is not None and wt > 0:
@@ -168,20 +187,22 @@ class AgentProcess:
                                 break
                             if not lost:
                                 lost = True
-                                print(f"agent {self.id}: no frame from the world for {wt:.1f} s; saying hello until it is back",
-                                      file=sys.stderr, flush=True)
+                                self.reconnects += 1
+                                log.warning(f"agent {self.id}: no frame from the world for {wt:.1f} s; saying hello until it is back")
                             if now - hello_at >= HELLO_EVERY_S:
                                 self._start_over()
                                 robot.rejoin()
                                 hello_at = now
                         elif lost:
                             lost = False
-                            print(f"agent {self.id}: the world is back", file=sys.stderr, flush=True)
+                            log.warning(f"agent {self.id}: the world is back")
                     continue
                 heard = mono()
+                if heard >= self._due:
+                    self._periodic(heard)
                 if lost:
                     lost = False
-                    print(f"agent {self.id}: the world is back", file=sys.stderr, flush=True)
+                    log.warning(f"agent {self.id}: the world is back")
                 if isinstance(ob, Stop):
                     reason = ob.reason
                     break
@@ -189,6 +210,7 @@ class AgentProcess:
                     # the world counts this agent absent: start over and say hello again
                     # (once: the answers to frames sent before that hello say absent too)
                     if heard - hello_at >= REJOIN_QUIET_S:
+                        log.info(f"agent {self.id}: the world counts it absent ({ob.reason}); starting over and saying hello again")
                         self._start_over()
                         robot.rejoin()
                         hello_at = heard
@@ -208,6 +230,8 @@ class AgentProcess:
                 pass
             metrics = self.metrics(reason)
             try:
+                if self.opts.report_every_s > 0:  # the final counters, before the goodbye (a live view's last row)
+                    self.robot.report(self.status())
                 self.robot.goodbye(metrics)
             finally:
                 self._close()
@@ -215,6 +239,53 @@ class AgentProcess:
                 with open(self.opts.metrics_path, "a") as f:
                     f.write(json.dumps(metrics) + "\n")
         return metrics
+
+    # ---- reporting ----------------------------------------------------------------------
+    def _next_due(self) -> float:
+        """When the next status line or report is due (inf: neither is on)."""
+        o = self.opts
+        due = math.inf
+        if o.status_every_s > 0:
+            due = self._status_at + o.status_every_s
+        if o.report_every_s > 0:
+            due = min(due, self._report_at + o.report_every_s)
+        return due
+
+    def _periodic(self, now: float) -> None:
+        """Log the status line and/or send the report, whichever is due."""
+        o = self.opts
+        st = self.status()
+        if o.status_every_s > 0 and now >= self._status_at + o.status_every_s:
+            self._status_at = now
+            log.info(status_line(st))
+        if o.report_every_s > 0 and now >= self._report_at + o.report_every_s:
+            self._report_at = now
+            try:
+                self.robot.report(st)
+            except zmq.ZMQError as e:  # a report is informative: never a reason to stop acting
+                log.debug(f"agent {self.id}: status report not sent ({e})")
+        self._due = self._next_due()
+
+    def status(self) -> dict[str, Any]:
+        """The counters now: what the status line logs and the ``status`` frame
+        carries (docs/protocol.md §3). Latencies over the last few hundred steps."""
+        c, act = self.c, self.recent_act.summary(1e-3)
+        return {
+            "agent": self.id,
+            "ep": self.cur[0],
+            "t": self.cur[1],
+            "steps": self.steps,
+            "act_us_p50": act["p50"],
+            "act_us_p95": act["p95"],
+            "heard": self.heard_msgs,
+            "received": c.received,
+            "sent": c.sent,
+            "dropped": c.dropped,
+            "stale": c.stale,
+            "invalid": c.invalid + self.robot.invalid_frames,
+            "rejoins": self.rejoins,
+            "reconnects": self.reconnects,
+        }
 
     def _start_over(self) -> None:
         """Before saying hello again: a fresh recurrent state, no previous
@@ -300,6 +371,7 @@ class AgentProcess:
             prev[action] = 1.0
         t3 = pc()
         self.act_ns.add(t2 - t1)
+        self.recent_act.add(t2 - t1)
         self.wait_ns.add(t1 - t0)
         self.step_ns.add(t3 - t0)
         self.steps += 1
@@ -340,6 +412,7 @@ class AgentProcess:
                 self._await(need)
         nb = 4 * d  # a message's raw float32 bytes go to its slot (zeros where masked)
         drop = self.opts.drop
+        heard_now = 0
         for slot, j in enumerate(senders):
             m = store.get((j, ep, t))  # heard once (the step moves on); kept until pruned, so a copy counts as a duplicate
             if m is None:
@@ -351,6 +424,8 @@ class AgentProcess:
                 continue
             buf[slot * nb : slot * nb + nb] = m
             heard[slot] = 1
+            heard_now += 1
+        self.heard_msgs += heard_now
         return self.msg_in, self.msg_mask  # arrays over the two buffers: no numpy call per step
 
     def _await(self, need: set[tuple[int, int, int]]) -> None:
@@ -505,6 +580,14 @@ class AgentProcess:
         }
 
 
+def status_line(st: dict[str, Any]) -> str:
+    """One line of an agent's ``status()`` for its log."""
+    return (f"agent {st['agent']}: step {st['steps']} (episode {st['ep']}, t {st['t']}); "
+            f"act p50 {st['act_us_p50']:.0f} µs p95 {st['act_us_p95']:.0f} µs; "
+            f"messages in {st['heard']} out {st['sent']}, dropped {st['dropped']}, stale {st['stale']}, invalid {st['invalid']}; "
+            f"rejoins {st['rejoins']}, reconnects {st['reconnects']}")
+
+
 def bundle_id(manifest_path: Path) -> str:
     """A short id of a bundle: the first 12 hex digits of its manifest's sha256."""
     from .bundle import sha256_file
@@ -512,4 +595,4 @@ def bundle_id(manifest_path: Path) -> str:
     return "b" + sha256_file(Path(manifest_path))[:12]
 
 
-__all__ = ["AgentProcess", "AgentOptions", "bundle_id", "MANIFEST"]
+__all__ = ["AgentProcess", "AgentOptions", "bundle_id", "status_line", "MANIFEST"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import numpy as np
 
@@ -80,3 +81,24 @@ class Latency:
             return min(max(mid, self.lo), self.hi) * scale
 
         return {"p50": q(50), "p99": q(99), "n": self.n, "mean": self.total / self.n * scale}
+
+
+class Recent:
+    """The last ``size`` values, for "how is it doing now" (a live view, a
+    status line) where ``Latency`` answers "how did it do over the run".
+    ``add`` is one ``deque.append``; ``summary`` sorts at most ``size`` values."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, size: int = 256) -> None:
+        self.values: deque[float] = deque(maxlen=size)
+
+    def add(self, x: float) -> None:
+        self.values.append(x)
+
+    def summary(self, scale: float = 1.0) -> dict[str, float]:
+        """``{"p50", "p95", "n"}`` of the kept values times ``scale`` (NaN when empty)."""
+        if not self.values:
+            return {"p50": math.nan, "p95": math.nan, "n": 0}
+        a = np.asarray(self.values, dtype=np.float64) * scale
+        return {"p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)), "n": len(a)}

@@ -8,12 +8,18 @@ every child is put in its own process group, dies with its parent
 Faults: ``--kill AGENT@STEP`` / ``--restart AGENT@STEP`` act on the world's
 global step counter; ``--drop P`` makes every receiver lose each message with
 probability P (seeded per agent).
+
+Watching a run: ``SwarmOptions.trace`` writes the world's per-step trace
+(``runtime.trace``); ``report_every_s`` has every agent send its counters to
+the world (``status`` frames), and ``live_rows`` / ``live_table`` turn what the
+world knows into the per-agent table of ``marl-swarm --live``.
 """
 
 from __future__ import annotations
 
 import ctypes
 import json
+import math
 import os
 import shutil
 import signal
@@ -32,6 +38,7 @@ from .agent import bundle_id
 from .bundle import MANIFEST, BundleError, load_bundle
 from .keys import PUBLIC_KEYS, WORLD_USER, agent_user, generate_swarm_keys, inside, load_keys, secret_name
 from .metrics import percentiles
+from .trace import TraceWriter
 from .transport import ZmqTransport
 from .world import World, WorldOptions
 
@@ -63,6 +70,8 @@ class SwarmOptions:
     security: str = "auto"
     secret_key: Path | None = None  # spawn=False: the world's secret key file
     public_keys: Path | None = None  # spawn=False: the swarm's public_keys.json
+    trace: Path | None = None  # write the per-step trace here (JSON lines, runtime.trace)
+    report_every_s: float = 0.0  # spawned agents send their counters to the world this often (0: never; --live)
 
 
 def parse_at(text: str, n: int, what: str) -> tuple[int, int]:
@@ -188,6 +197,7 @@ class Launcher:
             # late messages never arrive in time: do not wait for them
             "--msg-timeout", "0" if self.opts.delay_steps else "2",
             "--metrics", str(self.tmp / f"agent_{i}.jsonl"),
+            "--report-every", str(self.opts.report_every_s),
             *[a for k in self.opts.trusted_keys for a in ("--trusted-key", str(Path(k).resolve()))],
         ]
         if self.secure:
@@ -217,22 +227,32 @@ class Launcher:
                 p.wait(timeout=5)
 
     def run(
-        self, progress: Callable[[dict[str, Any]], None] | None = None, on_start: Callable[["Launcher", World], None] | None = None
+        self, progress: Callable[[dict[str, Any]], None] | None = None, on_start: Callable[["Launcher", World], None] | None = None,
+        watch: Callable[[World], None] | None = None,
     ) -> dict[str, Any]:
-        """``on_start(launcher, world)`` runs once every agent has said hello (tests inject faults there).
+        """``on_start(launcher, world)`` runs once every agent has said hello (tests inject faults there);
+        ``watch(world)`` before every step and while the world waits (``--live``: it decides how often to draw).
         The temporary folder goes on every way out (the CLI turns SIGTERM into an exception)."""
         try:
-            return self._run(progress, on_start)
+            return self._run(progress, on_start, watch)
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     def _run(
-        self, progress: Callable[[dict[str, Any]], None] | None = None, on_start: Callable[["Launcher", World], None] | None = None
+        self, progress: Callable[[dict[str, Any]], None] | None = None, on_start: Callable[["Launcher", World], None] | None = None,
+        watch: Callable[[World], None] | None = None,
     ) -> dict[str, Any]:
         wopts = WorldOptions(episodes=self.opts.episodes, seed=self.seed, act_timeout_s=self.opts.act_timeout_s,
                              hb_timeout_s=self.opts.hb_timeout_s, mode=self.opts.mode, hz=self.opts.hz,
                              start_timeout_s=self.opts.start_timeout_s)
-        world = World(self.bundle, ZmqTransport(self.opts.world_bind or self.endpoint("world"), keys=self.world_keys), self.swarm, wopts)
+        trace = TraceWriter(self.opts.trace, self.bundle, self.seed, self.opts.episodes) if self.opts.trace is not None else None
+        try:
+            world = World(self.bundle, ZmqTransport(self.opts.world_bind or self.endpoint("world"), keys=self.world_keys), self.swarm, wopts)
+        except BaseException:
+            if trace is not None:
+                trace.close()
+            raise
+        world.trace, world.watch = trace, watch
         kills = {}
         for a, s in self.opts.kills:
             kills.setdefault(s, []).append(a)
@@ -269,8 +289,12 @@ class Launcher:
                              if (self.tmp / f"agent_{i}.log").exists() and (self.tmp / f"agent_{i}.log").stat().st_size)
             raise BundleError(f"{e}{' -- ' + logs if logs else ''}") from None
         finally:
+            if trace is not None:
+                trace.close()
             world.close()
             self.shutdown()
+        if watch is not None:
+            watch(world)  # the final counters (the agents' last reports)
         agents = self._agent_metrics(world)
         out = self._summary(stats, agents, startup)
         out["endpoints"] = dict(sorted(world.addr.items()))
@@ -339,6 +363,70 @@ class Launcher:
         }
 
 
+# ---- the live view (marl-swarm --live) --------------------------------------------------------
+
+
+def live_rows(world: World, now: float | None = None) -> list[dict[str, Any]]:
+    """One row per agent of what the world knows now: whether it is live (or
+    why absent; ``done`` once it said goodbye after the last episode), how many
+    actions it sent in time, and its latest ``status`` report (None fields when
+    it sent none) with the report's age in seconds."""
+    now = time.perf_counter() if now is None else now
+    rows = []
+    for i in range(world.n):
+        st = world.status.get(i)
+        m = st[1] if st is not None else {}
+        num = lambda k: m.get(k) if isinstance(m.get(k), (int, float)) and not isinstance(m.get(k), bool) else None  # noqa: E731
+        rows.append({
+            "agent": i,
+            "state": "live" if world.live[i] else "done" if world.finished and i in world.bye
+            else f"absent ({world.absent_why.get(i, ('not joined', 0.0))[0]})",
+            "acted": world.acted[i],
+            "step": num("steps"),
+            "act_us_p50": num("act_us_p50"),
+            "act_us_p95": num("act_us_p95"),
+            "msgs_in": num("heard"),
+            "msgs_out": num("sent"),
+            "dropped": num("dropped"),
+            "stale": num("stale"),
+            "invalid": num("invalid"),
+            "rejoins": num("rejoins"),
+            "report_age_s": None if st is None else round(now - st[0], 1),
+        })
+    return rows
+
+
+LIVE_COLUMNS = (("agent", "agent", "{}"), ("state", "state", "{}"), ("step", "step", "{}"), ("acted", "acted", "{}"),
+                ("act_us_p50", "act p50 µs", "{:.0f}"), ("act_us_p95", "p95 µs", "{:.0f}"), ("msgs_in", "msg in", "{}"),
+                ("msgs_out", "msg out", "{}"), ("dropped", "drop", "{}"), ("stale", "stale", "{}"), ("invalid", "invalid", "{}"),
+                ("rejoins", "rejoin", "{}"), ("report_age_s", "report age s", "{}"))
+
+
+def _cell(v: Any, fmt: str) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    return fmt.format(v)
+
+
+def live_table(rows: list[dict[str, Any]], header: str = "") -> list[str]:
+    """The rows as an aligned text table (``header`` above it, when given).
+    ``step`` is the agent's own count (from its report); ``acted`` the world's."""
+    cells = [[title for _, title, _ in LIVE_COLUMNS]] + [[_cell(r.get(k), fmt) for k, _, fmt in LIVE_COLUMNS] for r in rows]
+    widths = [max(len(c[j]) for c in cells) for j in range(len(LIVE_COLUMNS))]
+    lines = ["  ".join(c[j].rjust(widths[j]) if j not in (1,) else c[j].ljust(widths[j]) for j in range(len(c))).rstrip() for c in cells]
+    return ([header] if header else []) + lines
+
+
+def live_line(rows: list[dict[str, Any]], header: str = "") -> str:
+    """The rows as one plain line (a log, a pipe): per agent its state, step,
+    act p50/p95 µs, messages in/out, drops and invalid frames."""
+    parts = [f"{r['agent']} {r['state']} step {_cell(r['step'], '{}')} acted {r['acted']} "
+             f"act {_cell(r['act_us_p50'], '{:.0f}')}/{_cell(r['act_us_p95'], '{:.0f}')} µs "
+             f"in {_cell(r['msgs_in'], '{}')} out {_cell(r['msgs_out'], '{}')} drop {_cell(r['dropped'], '{}')} "
+             f"invalid {_cell(r['invalid'], '{}')}" for r in rows]
+    return "live " + (header + " | " if header else "") + " | ".join(parts)
+
+
 def write_profiles(bundle_dir: Path, out: Path, world: str, hosts: list[str], base_port: int, mode: str = "lockstep",
                    hz: float = 20.0, swarm_id: str | None = None, bundle_path_on_robot: str | None = None,
                    trusted_keys: tuple[str, ...] = (), insecure: bool = False) -> list[Path]:
@@ -393,5 +481,6 @@ def write_profiles(bundle_dir: Path, out: Path, world: str, hosts: list[str], ba
     return paths
 
 
-def run_swarm(bundle_dir: Path, opts: SwarmOptions, progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    return Launcher(bundle_dir, opts).run(progress)
+def run_swarm(bundle_dir: Path, opts: SwarmOptions, progress: Callable[[dict[str, Any]], None] | None = None,
+              watch: Callable[[World], None] | None = None) -> dict[str, Any]:
+    return Launcher(bundle_dir, opts).run(progress, watch=watch)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..envs import TimeStep, episode_seeds
-from ..envs.rollout import evaluate
+from ..envs.rollout import agent_stats_summary, evaluate
 from .bundle import Bundle, BundleError, load_bundle
 from .policy import OrtPolicy
 
@@ -131,4 +131,6 @@ def evaluate_bundle(path: Path | str, episodes: int, seed: int | None = None, n_
     if b.communicates:
         out["msg_loss"] = msg_loss
         out["msgs_heard_per_step"] = team.heard / max(1, sum(e.length for e in eps))
+    if (stats := agent_stats_summary(eps)) is not None:
+        out["agent_stats"] = stats
     return out

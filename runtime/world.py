@@ -21,6 +21,12 @@ while it is not, ``stop`` once the run is over; an ``act`` from an absent
 agent gets ``absent`` too), at most every ``REPLY_EVERY_S`` per agent: an
 agent that stalled past the timeout learns it and says hello again, and an
 agent that hears nothing at all knows the world is gone (docs/protocol.md §7).
+
+Watching: an agent that reports (``status`` frames) has its latest counters
+kept in ``status`` (``marl-swarm --live`` shows them with ``live``, ``acted``
+and ``absent_why``); with a ``trace`` (``runtime.trace.TraceWriter``) the world
+writes one JSON line per step: the joint action it applied, the rewards, the
+positions and who was routed whose messages.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from ..envs import episode_seeds
 from ..wire import protocol as P
 from .bundle import Bundle
 from .metrics import Latency
+from .trace import TraceWriter
 from .transport import Transport
 
 REPLY_EVERY_S = 0.1  # the world answers an agent's hb (or an absent agent's act) at most this often
@@ -96,6 +103,13 @@ class World:
         self.cur = (-1, -1)
         self.global_step = 0
         self.finished = False
+        self.acted = [0] * self.n  # actions received from agent i in time for their step
+        self.status: dict[int, tuple[float, dict[str, Any]]] = {}  # agent -> (perf_counter, its latest status report)
+        self.trace: TraceWriter | None = None  # set before run() to write the per-step trace
+        # set to be called with the world before every step and while it waits (start-up, actions): a live view
+        self.watch: Callable[["World"], None] | None = None
+        self.served_in: list[list[int]] = [[] for _ in range(self.n)]  # with a trace: each agent's "in" list this step
+        self.fresh_served: list[bool] = [False] * self.n  # with a trace: who started over this step
         self.transport = transport
         self.endpoint = transport.open(self)  # where the robots reach the world
 
@@ -109,12 +123,16 @@ class World:
         self.transport.poll(timeout_ms)
 
     def accept(self, i: int, env: dict[str, Any]) -> None:
-        """A valid envelope (``k``: hello, bye, hb or act; ``ep``, ``t``, ``addr``,
-        ``a``, ``m``) from agent ``i``, whatever transport carried it."""
+        """A valid envelope (``k``: hello, bye, hb, act or status; ``ep``, ``t``,
+        ``addr``, ``a``, ``m``) from agent ``i``, whatever transport carried it."""
         c = self.stats.counters
         now = time.perf_counter()
         kind = env["k"]
-        if kind == "hello":
+        if kind == "status":  # informative only: kept whether the agent is live or not, changes nothing
+            self.status[i] = (now, env["m"])
+            if self.live[i]:
+                self.last_seen[i] = now
+        elif kind == "hello":
             if not self.live[i] and i in self.addr:
                 why, since = self.absent_why.get(i, ("", now))
                 self.stats.rejoins.append({"agent": i, "step": self.global_step, "why": why, "absent_s": round(now - since, 3)})
@@ -145,6 +163,7 @@ class World:
                         c.bad("unavailable action")
                         a = self.noop
                     self.pending[i] = a
+                self.acted[i] += 1
             else:
                 self.stats.late_actions += 1
                 c.stale += 1
@@ -185,6 +204,8 @@ class World:
                 missing = [i for i in range(self.n) if not self.live[i]]
                 raise TimeoutError(f"agents {missing} did not say hello within {self.opts.start_timeout_s:.0f} s")
             self._poll(int(min(left, 0.5) * 1000) + 1)
+            if self.watch is not None:
+                self.watch(self)
 
     def run(self, on_step: Callable[[int], None] | None = None, progress: Callable[[dict[str, Any]], None] | None = None) -> WorldStats:
         if self.opts.mode not in ("lockstep", "realtime"):
@@ -195,9 +216,12 @@ class World:
         self.next_tick = time.perf_counter()
         seeds = episode_seeds(self.opts.seed, self.opts.episodes)
         t_start, cpu_start = time.perf_counter(), time.process_time()
+        trace = self.trace
         try:
             for ep in range(self.opts.episodes):
                 ts = env.reset(seeds[ep : ep + 1])
+                if trace is not None:
+                    trace.episode(ep, int(seeds[ep]))
                 ret, t = 0.0, 0
                 hear_prev: list[list[int]] = [[] for _ in range(self.n)]
                 self.fresh[:] = True
@@ -205,6 +229,8 @@ class World:
                 while True:
                     if on_step is not None:
                         on_step(self.global_step)
+                    if self.watch is not None:
+                        self.watch(self)
                     self._poll(0)
                     if time.perf_counter() - self._expired_at >= 0.01:  # liveness, at most 100 times a second
                         self._expire()
@@ -212,7 +238,10 @@ class World:
                     t0 = time.perf_counter()
                     actions = self._serve(ep, t, ts, hear, hear_prev)
                     self.stats.step_ms.add((time.perf_counter() - t0) * 1e3)
+                    positions = ts.positions
                     ts = env.step(actions[None])
+                    if trace is not None:
+                        self._trace_step(trace, ep, t, actions, ts, positions, hear_prev)
                     ret += float(ts.team_reward(env.spec.reward_scalarisation)[0])
                     hear_prev = hear
                     t += 1
@@ -224,11 +253,25 @@ class World:
                 self.stats.lengths.append(t)
                 if progress is not None:
                     progress({"episode": ep + 1, "return": ret, "steps": self.stats.steps})
+            if trace is not None:
+                trace.end(self.stats.returns)
         finally:
             self.stats.wall_s = time.perf_counter() - t_start
             self.stats.cpu_s = time.process_time() - cpu_start
             env.close()
         return self.stats
+
+    def _trace_step(self, trace: TraceWriter, ep: int, t: int, actions: np.ndarray, ts: Any, positions: Any,
+                    hear_prev: list[list[int]]) -> None:
+        """Step ``t``'s trace line. ``positions``: where the robots were when they
+        acted (what the topology used); ``heard``: the ``in`` list each agent was
+        served; ``dropped``: the senders its topology listed that were not routed
+        to it, because they were absent (or not yet served) at ``t - 1``."""
+        served_in, served, fresh = self.served_in, self.live_prev.tolist(), self.fresh_served
+        # not served this step: heard nothing, and nothing was routed to it; a (re)join or t = 0 starts empty
+        dropped = [len(hear_prev[i]) - len(served_in[i]) if served[i] and not fresh[i] else 0 for i in range(self.n)]
+        absent = [i for i in range(self.n) if i not in self.pending]
+        trace.step(ep, t, actions.tolist(), ts.reward[0].tolist(), None if positions is None else positions[0].tolist(), served_in, dropped, absent)
 
     def _expire(self) -> None:
         now = time.perf_counter()
@@ -263,9 +306,15 @@ class World:
         served = [i for i in range(self.n) if on[i]]
         version, sent_version = self.peers_version, self.peers_sent.tolist()
         send_obs = self.transport.send_obs
+        tracing = self.trace is not None
+        if tracing:
+            self.served_in = [[] for _ in range(self.n)]
+            self.fresh_served = fresh
         for i in served:
             # hear only senders served last step (they sent) and still here now
             inbox = [] if fresh[i] else [j for j in hear_prev[i] if on[j] and was_on[j]]
+            if tracing:
+                self.served_in[i] = inbox
             peers = None
             if sent_version[i] != version:
                 peers = [[j, a] for j, a in sorted(self.addr.items())]
@@ -309,6 +358,8 @@ class World:
                 break
             self.transport.poll_one(hb_ms if left >= hb else int(left * 1000) + 1)  # = int(min(left, hb) * 1000) + 1
             now = time.perf_counter()
+            if self.watch is not None:
+                self.watch(self)
             if now - self._expired_at >= 0.01:  # liveness: 100 checks a second are plenty (hb_timeout_s is ~1 s)
                 self._expire()
         return self._actions()

@@ -35,10 +35,11 @@ ALLOWED: dict[str, set[str]] = {
     "runtime": {"envs", "wire", "robots", "errors"},
     "train": {"envs", "errors"},
     "export": {"train", "envs", "runtime", "wire", "errors"},
-    "cli": {"envs", "wire", "robots", "runtime", "train", "export", "errors"},
+    "viz": {"envs", "errors"},
+    "cli": {"envs", "wire", "robots", "runtime", "train", "export", "viz", "errors"},
 }
 # What a robot installs leaves these out (pyproject's "train" extra); the edge rooms never import them.
-EDGE_ROOMS = ("envs", "wire", "runtime", "robots")
+EDGE_ROOMS = ("envs", "wire", "runtime", "robots", "viz")
 TRAIN_ONLY_MODULES = ("torch", "onnx", "safetensors", "tensorboard")
 NOT_ROOMS = {"tests", "benchmarks", "scripts", "docs"}
 
@@ -364,9 +365,16 @@ MACHINE_PATH = re.compile(r"(?<![\w.~-])/(?:work|root|home|Users|mnt|shared)/[^\
 MD_MENTION = re.compile(r"(?<![\w/.-])((?:\.{1,2}/)*[\w-]+(?:/[\w.-]+)*\.md)\b")
 
 
+# Markdown files the tools write into their outputs (not files of the repository)
+WRITTEN_BY_THE_TOOLS = {"sweep.md"}  # marl-train --seeds/--grid: ROOT/sweep.md
+
+
 def _md_mention_ok(name: str, where: Path, root: Path) -> bool:
     """A mention of a .md file names a file of the repository: relative to the
-    mentioning file, to the repository root, or (a bare name) to docs/."""
+    mentioning file, to the repository root, or (a bare name) to docs/; or it
+    names a file the tools write (``WRITTEN_BY_THE_TOOLS``)."""
+    if Path(name).name in WRITTEN_BY_THE_TOOLS:
+        return True
     for base in (where.parent, root, root / "docs"):
         p = (base / name).resolve()
         try:

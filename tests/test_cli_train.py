@@ -27,6 +27,14 @@ def _metrics(run_dir: Path) -> list[dict[str, str]]:
         return [{k: v for k, v in r.items() if k not in NONDETERMINISTIC} for r in csv.DictReader(f)]
 
 
+def _evals(run_dir: Path) -> list[dict[str, str]]:
+    """eval.csv (the evaluation during training) without its wall-clock columns."""
+    from marl_edge.train.metrics_log import EVAL_NONDETERMINISTIC
+
+    with open(run_dir / "eval.csv", newline="") as f:
+        return [{k: v for k, v in r.items() if k not in EVAL_NONDETERMINISTIC} for r in csv.DictReader(f)]
+
+
 def _last_json(stdout: str) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
 
@@ -79,6 +87,10 @@ AC_RUNS = {
     "maddpg-continuous-spread": ["--algo", "maddpg", "--env", "spread", "--set", "env.continuous=true"],
     "ow_qmix-scout-comm": ["--algo", "ow_qmix", "--env", "scout", "--set", "comm=mean", "--set", "standardise_rewards=true"],  # Q* and its target resume too
     "vdn-two_step": ["--algo", "vdn"],  # a mixer without weights: resume used to fail ("no weights for 'mixer'")
+    # difference rewards (rolled-back counterfactuals), shaping, and the per-agent term's own statistics
+    "qmix-rendezvous-credit": ["--algo", "qmix", "--env", "rendezvous", "--set", "env.grid=3", "--set", "env.goal_size=1",
+                               "--set", "env.episode_limit=8", "--set", "reward=team+difference", "--set", "shaping=builtin",
+                               "--set", "standardise_rewards=true"],
 }
 
 
@@ -113,6 +125,7 @@ def test_resume_after_kill_9_continues_exactly(tmp_path, extra):
     assert res.returncode == 0, res.stderr
     assert not (killed / "checkpoints" / ".tmp-crashed").exists()
     assert _metrics(killed) == _metrics(full)
+    assert _evals(full) and _evals(killed) == _evals(full)  # eval_every: 3000 // 20 by default
     assert json.loads((killed / "eval.json").read_text())["returns"] == json.loads((full / "eval.json").read_text())["returns"]
     sessions = json.loads((killed / "meta.json").read_text())["sessions"]
     assert sessions[-1]["resumed_from"] == cks[-1][0]

@@ -31,6 +31,8 @@ CASES = [
     ("scout", {}),
     ("dilemma", {}),
     ("scout", {"n_agents": 6, "n_targets": 3, "episode_limit": 2}),
+    ("warehouse", {}),
+    ("warehouse_sparse", {"n_agents": 3, "grid": 5, "view": 1, "episode_limit": 8}),
 ]
 IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items() if k != 'payoff') or 'default'}" for n, o in CASES]
 
@@ -119,7 +121,7 @@ def test_slot_of_batch_equals_batch_one(name, opts):
             ts = one.step(a[b : b + 1])
             assert_same(history[k + 1], ts, b, 0)
     # different seeds give different episodes (where the env is random at all)
-    if name in ("rendezvous", "spread"):
+    if name in ("rendezvous", "spread", "warehouse"):
         assert not np.array_equal(history[0].state[0], history[0].state[1])
 
 

@@ -64,7 +64,8 @@ def test_both_weightings_are_algorithms_with_their_own_config():
 
 @pytest.mark.parametrize("key,value,message", [("alpha", 0.0, "alpha must be in (0, 1]"), ("alpha", 1.5, "alpha must be in (0, 1]"),
                                                ("central_embed_dim", 0, "central_embed_dim must be >= 1"),
-                                               ("central_loss_weight", 0.0, "must be > 0")])
+                                               ("central_loss_weight", 0.0, "must be > 0"),
+                                               ("reward", "difference", "reward=difference is not supported")])
 def test_bad_weighting_settings_are_config_errors(key, value, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         WQMIXConfig(**{key: value}).validate()

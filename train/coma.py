@@ -54,6 +54,7 @@ class COMAConfig(AgentNetConfig, CommConfig, RewardConfig):
 
     def validate(self) -> None:
         self.validate_comm()
+        self.validate_rewards()
         for k in ("hidden_dim", "critic_hidden", "critic_steps", "target_update"):
             if getattr(self, k) < 1:
                 raise ConfigError(f"{k} must be >= 1, got {getattr(self, k)}")
@@ -107,7 +108,7 @@ class COMALearner(LearnerBase):
         )
         self.batch_episodes = cfg.batch_episodes or max(8, n_envs)
         # on-policy: the episodes collected since the last update (kept with checkpoints for an exact resume)
-        self.buffer = EpisodeBuffer(spec, self.batch_episodes, self.k_max, extras={"logp": ((spec.n_agents,), np.float32)})
+        self.buffer = EpisodeBuffer(spec, self.batch_episodes, self.k_max, extras={"logp": ((spec.n_agents,), np.float32), **self.credit_fields()})
         self.policy = self.make_policy(self.net, sample=True)
         self.env_steps = 0
 

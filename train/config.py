@@ -13,6 +13,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any
+from ..envs import canonical_env_name
 from ..errors import UserError
 
 
@@ -36,6 +37,15 @@ class RunConfig:
     keep_checkpoints: int = 3  # newest kept (the final one always is)
     save_buffer: bool = True  # keep the replay buffer with the newest checkpoint (exact --resume)
     torch_threads: int = 1  # fixed for reproducibility; small nets gain little from more
+    # greedy evaluation during training (eval.csv): every this many env steps; None: total // 20; 0: off
+    eval_every: int | None = None
+    # episodes of each evaluation during training; None: eval_episodes (so eval_episodes=0 turns both off)
+    eval_during_episodes: int | None = None
+
+    def __post_init__(self) -> None:
+        # a user's env file (pz:./my_env.py) or module of the current folder is recorded by its
+        # absolute path: evaluation, export, the swarm's world and env workers may run elsewhere
+        self.env = canonical_env_name(self.env)
 
     def validate(self) -> None:
         if self.steps is not None and self.steps < 1:
@@ -46,6 +56,16 @@ class RunConfig:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
         if self.eval_episodes < 0:
             raise ConfigError("eval_episodes must be >= 0")
+        if self.eval_every is not None and self.eval_every < 0:
+            raise ConfigError(f"eval_every must be >= 0 (0: no evaluation during training), got {self.eval_every}")
+        if self.eval_during_episodes is not None and self.eval_during_episodes < 0:
+            raise ConfigError(f"eval_during_episodes must be >= 0, got {self.eval_during_episodes}")
+
+    def eval_schedule(self, total_steps: int) -> tuple[int, int]:
+        """(env steps between evaluations during training, episodes each); (0, 0) when off."""
+        every = max(1, total_steps // 20) if self.eval_every is None else self.eval_every
+        episodes = self.eval_episodes if self.eval_during_episodes is None else self.eval_during_episodes
+        return (every, episodes) if every > 0 and episodes > 0 else (0, 0)
 
 
 @dataclass
@@ -145,16 +165,45 @@ def to_jsonable(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-CONFIG_FILE_KEYS = ("env", "algo", "steps", "seed", "n_envs", "eval_episodes", "set", "result")
+# RunConfig fields a config file (and the command line) gives at the top level / as flags;
+# every other run field is a --set key (RUN_SET_KEYS), except env_options (env.KEY)
+RUN_TOP_KEYS = ("env", "algo", "steps", "seed", "n_envs", "eval_episodes")
+RUN_SET_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in (*RUN_TOP_KEYS, "env_options"))
+CONFIG_FILE_KEYS = (*RUN_TOP_KEYS, "set", "result")
+RUN_DIR_CONFIG_KEYS = ("run", "algo", "env_spec", "total_steps", "comm")  # a run directory's config.json
 
 
 def _set_value(v: Any) -> str:
-    """A config-file value in the form ``--set`` takes (booleans as true/false)."""
+    """A config-file value in the form ``--set`` takes: booleans as true/false, lists and
+    mappings (env options such as a payoff table) as JSON, which ``--set`` parses back."""
     if isinstance(v, bool):
         return "true" if v else "false"
+    if v is None:
+        return "none"
     if isinstance(v, (dict, list)):
-        raise ConfigError(f"config values must be scalars, got {v!r}")
+        return json.dumps(v)
     return str(v)
+
+
+def _from_run_config(raw: dict[str, Any], p: Any) -> dict[str, Any]:
+    """A run directory's ``config.json`` in the form of a config file: the same run.
+
+    ``total_steps`` is the budget (a resume with ``--steps`` changes it, not
+    ``run.steps``); every algorithm key and every run key goes under ``set`` and each
+    env option as ``env.KEY``, so the run is rebuilt from exactly what it recorded.
+    ``env_spec`` and ``comm`` are derived from the rest and not read."""
+    run, algo = raw.get("run"), raw.get("algo")
+    if not isinstance(run, dict) or not isinstance(algo, dict) or not isinstance(raw.get("total_steps"), int):
+        raise ConfigError(f"config file {p} looks like a run's config.json but has no run, algo and total_steps")
+    unknown = [k for k in run if k not in (*RUN_TOP_KEYS, *RUN_SET_KEYS, "env_options")]
+    if unknown:
+        raise ConfigError(f"config file {p}: unknown run key {unknown[0]!r} (written by another version of marl-edge?)")
+    out: dict[str, Any] = {k: run[k] for k in RUN_TOP_KEYS if k in run}
+    out["steps"] = raw["total_steps"]
+    sets = {**algo, **{k: run[k] for k in RUN_SET_KEYS if k in run}}
+    sets.update({f"env.{k}": v for k, v in (run.get("env_options") or {}).items()})
+    out["set"] = sets
+    return out
 
 
 def read_config_file(path: Any) -> dict[str, Any]:
@@ -162,7 +211,9 @@ def read_config_file(path: Any) -> dict[str, Any]:
     ``seed``, ``n_envs``, ``eval_episodes``, and ``set``: a mapping of the keys
     ``--set`` takes (algorithm keys, ``env.KEY``, run keys). ``result`` is free
     documentation (what the config reaches and the command that measured it) and
-    is not read. Returns the top-level keys with ``set`` as ``{key: str}``."""
+    is not read. A run directory's own ``config.json`` is a config file too: it
+    gives the same run again (``marl-train --config RUN/config.json``). Returns the
+    top-level keys with ``set`` as ``{key: str}``."""
     import yaml
 
     from pathlib import Path
@@ -178,13 +229,15 @@ def read_config_file(path: Any) -> dict[str, Any]:
         raise ConfigError(f"config file {p} is not valid YAML/JSON: {str(e).splitlines()[0]}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {p} must hold a mapping of keys ({', '.join(CONFIG_FILE_KEYS)})")
+    if "run" in raw and set(raw) <= set(RUN_DIR_CONFIG_KEYS):
+        raw = _from_run_config(raw, p)
     unknown = [k for k in raw if k not in CONFIG_FILE_KEYS]
     if unknown:
         raise ConfigError(f"config file {p}: unknown key {unknown[0]!r}; keys: {', '.join(CONFIG_FILE_KEYS)} "
-                          "(algorithm, env and run keys go under set:)")
+                          "(algorithm, env and run keys go under set:), or a run directory's config.json")
     out = {k: v for k, v in raw.items() if k not in ("set", "result")}
     for k in ("steps", "seed", "n_envs", "eval_episodes"):
-        if k in out and (isinstance(out[k], bool) or not isinstance(out[k], int)):
+        if k in out and out[k] is not None and (isinstance(out[k], bool) or not isinstance(out[k], int)):
             raise ConfigError(f"config file {p}: {k} must be an integer, got {out[k]!r}")
     for k in ("env", "algo"):
         if k in out and not isinstance(out[k], str):

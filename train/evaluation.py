@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ..envs import episode_seeds, make
-from ..envs.rollout import evaluate
+from ..envs import MultiAgentEnv, episode_seeds, make
+from ..envs.rollout import agent_stats_summary, evaluate
 from . import checkpoint as ckpt
 from .learner import Learner
 from .networks import RNNAgent
@@ -21,11 +21,34 @@ from .registry import build_learner
 from .rundir import RunError, RunSpec, load_run_spec
 
 
+# The evaluation during training plays the episodes of this seed (the run's seed plus
+# this offset), the same ones each time: fixed, so the curve moves only with the policy,
+# and apart from the final evaluation's episodes (the run's own seed), so picking a step
+# by eval.csv does not select on the episodes eval.json reports.
+DURING_EVAL_SEED_OFFSET = 1_000_000
+
+
+def during_eval_seed(run_seed: int) -> int:
+    """The evaluation seed of the evaluation during training (eval.csv's ``eval_seed``)."""
+    return run_seed + DURING_EVAL_SEED_OFFSET
+
+
 def greedy_evaluate(
-    net: RNNAgent, rs: RunSpec, episodes: int, seed: int, n_envs: int | None = None, msg_loss: float = 0.0, sample: bool = False
+    net: RNNAgent,
+    rs: RunSpec,
+    episodes: int,
+    seed: int,
+    n_envs: int | None = None,
+    msg_loss: float = 0.0,
+    sample: bool = False,
+    env: MultiAgentEnv | None = None,
 ) -> dict[str, Any]:
     """Greedy returns of ``episodes`` episodes seeded by ``seed``; ``msg_loss``
     drops each heard message with that probability (a lossy link).
+
+    ``env``: play in this env (kept open; the evaluation during training reuses
+    one) instead of a new one of ``n_envs`` slots. Episodes are pure functions of
+    their seeds, so the env's size and history do not change the returns.
 
     ``sample``: a stochastic actor (a ``logits`` head: MAPPO, IPPO, COMA)
     draws its actions from its policy instead of taking the argmax, with a
@@ -35,8 +58,10 @@ def greedy_evaluate(
         raise RunError(f"message loss must be in [0, 1], got {msg_loss}")
     if sample and net.head != "logits":
         raise RunError(f"sampled evaluation needs a stochastic actor (mappo, ippo, coma); this policy's output is {net.head!r}")
-    n_envs = n_envs or max(1, min(episodes, 32))
-    env = make(rs.run.env, n_envs=n_envs, **rs.run.env_options)
+    own_env = env is None
+    if env is None:
+        env = make(rs.run.env, n_envs=n_envs or max(1, min(episodes, 32)), **rs.run.env_options)
+    n_envs = env.n_envs
     topology = rs.topology()
     was_training = net.training
     net.eval()
@@ -46,7 +71,8 @@ def greedy_evaluate(
         eps = evaluate(env, greedy, episode_seeds(seed, episodes), topology=topology)
     finally:
         net.train(was_training)
-        env.close()
+        if own_env:
+            env.close()
     returns = [e.ret for e in eps]
     out = {
         "seed": seed,
@@ -60,6 +86,8 @@ def greedy_evaluate(
     if topology is not None:
         out["msg_loss"] = msg_loss
         out["msgs_heard_per_step"] = greedy.heard / max(1, sum(e.length for e in eps))
+    if (stats := agent_stats_summary(eps)) is not None:
+        out["agent_stats"] = stats
     return out
 
 

@@ -22,11 +22,12 @@ from torch import nn
 
 from ..envs import EnvSpec
 from ..envs.base import scalarise
+from ..envs.credit import CreditSpec, credit_fields
 from ..envs.topology import Topology
 from .buffer import EpisodeBuffer
 from .networks import RNNAgent
 from .policy import TorchTeamPolicy
-from .rewards import RunningMeanStd
+from .rewards import RewardConfig, RunningMeanStd
 
 
 @runtime_checkable
@@ -34,6 +35,7 @@ class Learner(Protocol):
     """A learner as the loop (``train.loop``), evaluation, checkpoints and export use it."""
 
     topology: Topology | None  # the message topology the team acts over; None: no messages
+    credit: CreditSpec | None  # what the training rollout records besides the reward (docs/credit.md); None: nothing
     updates: int  # gradient updates so far (metrics, summary)
     optim: torch.optim.Optimizer  # saved and restored with checkpoints
 
@@ -100,19 +102,47 @@ class LearnerBase:
         for name in self.counter_names:
             setattr(self, name, 0)
         self.reward_stats = RunningMeanStd() if getattr(cfg, "standardise_rewards", False) else None
+        self.aux_reward_stats: RunningMeanStd | None = None  # a mixer's per-agent term (QLearner), when standardised
+        self.credit: CreditSpec | None = cfg.credit_spec(cfg.gamma) if isinstance(cfg, RewardConfig) else None
 
     def learning_rewards(self, batch: dict[str, np.ndarray], team: bool = False) -> torch.Tensor:
         """The rewards an update learns from: per agent ``[B, T, n]``, or with
         ``team`` the team's ``[B, T]`` (the env's ``reward_scalarisation``: sum or
-        mean over agents). Standardised (``standardise_rewards``) after the
-        scalarisation, by running statistics of the filled steps, as the field does."""
-        r = batch["reward"]
+        mean over agents). Per agent, ``reward`` picks the env's reward, the
+        difference rewards D_i or their sum; the team's is the env's. Either gets
+        its shaping term F when ``shaping`` is set (docs/credit.md). Standardised
+        (``standardise_rewards``) after that, by running statistics of the filled
+        steps, as the field does."""
         if team:
-            r = scalarise(r, self.spec.reward_scalarisation, axis=-1)
-        if self.reward_stats is None:
+            r = scalarise(batch["reward"], self.spec.reward_scalarisation, axis=-1)
+            if self.credit is not None and self.credit.shaping != "none":
+                r = r + batch["shaping_team"]
+        else:
+            r = self.agent_rewards(batch)
+        return self._standardised(r, batch, self.reward_stats)
+
+    def agent_rewards(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        """[B, T, n] what each agent learns from (``reward``, plus its shaping), not standardised."""
+        mode = getattr(self.cfg, "reward", "team")
+        r = batch["reward"]
+        if mode == "difference":
+            r = batch["reward_diff"]
+        elif mode == "team+difference":
+            r = r + batch["reward_diff"]
+        if self.credit is not None and self.credit.shaping != "none":
+            r = r + batch["shaping"]
+        return r
+
+    @staticmethod
+    def _standardised(r: np.ndarray, batch: dict[str, np.ndarray], stats: RunningMeanStd | None) -> torch.Tensor:
+        if stats is None:
             return torch.from_numpy(np.ascontiguousarray(r, dtype=np.float32))
-        self.reward_stats.update(r[batch["filled"].astype(bool)])
-        return torch.from_numpy(self.reward_stats.normalise(r).astype(np.float32))
+        stats.update(r[batch["filled"].astype(bool)])
+        return torch.from_numpy(stats.normalise(r).astype(np.float32))
+
+    def credit_fields(self) -> dict[str, tuple[tuple[int, ...], type]]:
+        """The per-step fields the rollout records for ``credit`` (the buffer stores them too)."""
+        return credit_fields(self.credit, self.spec.n_agents) if self.credit is not None else {}
 
     def make_policy(
         self, net: RNNAgent, *, sample: bool = False, action_scale: float = 1.0, extra_fields: dict[str, tuple[tuple[int, ...], type]] | None = None
@@ -137,6 +167,7 @@ class LearnerBase:
             "sample_rng": self.sample_rng.bit_generator.state,
             "explore_rng": self.explore_rng.bit_generator.state,
             **({"reward_stats": self.reward_stats.state()} if self.reward_stats is not None else {}),
+            **({"aux_reward_stats": self.aux_reward_stats.state()} if self.aux_reward_stats is not None else {}),
         }
 
     def load_counters(self, d: dict[str, Any]) -> None:
@@ -147,3 +178,5 @@ class LearnerBase:
         self.explore_rng.bit_generator.state = d["explore_rng"]
         if self.reward_stats is not None:
             self.reward_stats.load(d["reward_stats"])
+        if self.aux_reward_stats is not None:
+            self.aux_reward_stats.load(d["aux_reward_stats"])

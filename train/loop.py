@@ -4,14 +4,19 @@
 (``train.rundir``): it builds the env and the learner, restores the newest
 checkpoint when resuming, steps batched rollouts with the learner's
 behaviour policy, feeds finished episodes to ``learner.observe``, writes a
-metrics row per log interval (``train.metrics_log``), checkpoints, and ends
-with a greedy evaluation (``train.evaluation``). It talks to the learner only
-through ``train.learner.Learner``.
+metrics row per log interval (``train.metrics_log``), evaluates the greedy
+policy every ``eval_every`` env steps on fixed episodes (``eval.csv``),
+checkpoints, and ends with a greedy evaluation (``train.evaluation``). It talks
+to the learner only through ``train.learner.Learner``.
 
 Determinism: a seed fixes a run. A checkpoint is taken between episodes: when
 one is due the rollout starts no new episodes, lets the running ones end, saves,
 and starts afresh (in an uninterrupted run too), so a run resumed from a
 checkpoint continues exactly as if it had never stopped and no data is lost.
+The evaluation during training draws nothing from the training's streams: it
+plays its own env with a fresh greedy policy over the acting network (no
+exploration, no torch randomness), so turning it on or off leaves the training
+unchanged, and it is due by env step, so a resumed run evaluates at the same steps.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import torch
 from ..envs import make
 from ..envs.rollout import Episode, Rollout
 from . import checkpoint as ckpt
-from .evaluation import evaluate_learner
+from .evaluation import during_eval_seed, evaluate_learner, greedy_evaluate
 from .learner import Learner
 from .metrics_log import LEARNER_METRICS, MetricsLog
 from .registry import build_learner
@@ -57,7 +62,7 @@ def train(
         killed = session.run(metrics, progress, stop_at)
     finally:
         metrics.close()
-        session.env.close()  # an env stepped in worker processes (env.workers) stops them here
+        session.close_envs()  # an env stepped in worker processes (env.workers) stops them here
     summary = session.summary()
     if killed:
         summary["stopped_early"] = True
@@ -98,6 +103,14 @@ class _Session:
         self.resume_step: int | None = None
         self.draining = False  # a checkpoint is due: let running episodes end, start none
         self.last_row: dict[str, Any] = {}
+        self.eval_every, self.eval_k = run.eval_schedule(total)
+        self.eval_env = make(run.env, n_envs=min(self.eval_k, 32), **run.env_options) if self.eval_every else None
+        self.last_eval: dict[str, Any] | None = None
+
+    def close_envs(self) -> None:
+        self.env.close()
+        if self.eval_env is not None:
+            self.eval_env.close()
 
     # ---- checkpoints ----------------------------------------------------------------------
     def restore_latest_checkpoint(self) -> None:
@@ -149,7 +162,8 @@ class _Session:
         """Fresh episodes from the current env step on (at the start and after each checkpoint)."""
         self.steps_at_start = self.env_steps
         self.rollout = Rollout(
-            self.env, self.learner.behaviour_policy(self.env_steps), self.next_seeds, record=True, topology=self.learner.topology
+            self.env, self.learner.behaviour_policy(self.env_steps), self.next_seeds, record=True, topology=self.learner.topology,
+            credit=self.learner.credit,
         )
 
     def run(self, metrics: MetricsLog, progress: ProgressFn | None, stop_at: int | None) -> bool:
@@ -159,6 +173,8 @@ class _Session:
         self.new_rollout()
         self.next_log = (self.env_steps // self.log_every + 1) * self.log_every
         self.next_ckpt = (self.env_steps // self.ckpt_every + 1) * self.ckpt_every
+        if self.eval_every:
+            self.next_eval = (self.env_steps // self.eval_every + 1) * self.eval_every
         while True:
             done = self.env_steps >= self.total
             if done or (self.draining and not self.rollout.active.any()):
@@ -173,6 +189,8 @@ class _Session:
             self.step()
             if self.env_steps >= self.next_log or self.env_steps >= self.total:
                 self.log(metrics, progress)
+            if self.eval_every and (self.env_steps >= self.next_eval or self.env_steps >= self.total):
+                self.evaluate(metrics)
             if self.env_steps >= self.next_ckpt and self.env_steps < self.total:
                 self.draining = True
 
@@ -213,7 +231,31 @@ class _Session:
         while self.next_log <= self.env_steps:
             self.next_log += self.log_every
         if progress is not None:
-            progress({**self.last_row, "total_steps": self.total})
+            eval_return = None if self.last_eval is None else self.last_eval["return_mean"]
+            progress({**self.last_row, "total_steps": self.total, "eval_return": eval_return})
+
+    def evaluate(self, metrics: MetricsLog) -> None:
+        """Greedy evaluation on the fixed evaluation episodes: a row of eval.csv."""
+        assert self.eval_env is not None
+        wall, t0 = self.wall(), time.perf_counter()
+        seed = during_eval_seed(self.run_cfg.seed)
+        ev = greedy_evaluate(self.learner.acting_network(), self.rs, self.eval_k, seed, env=self.eval_env)
+        self.last_eval = {
+            "env_steps": self.env_steps,
+            "episodes": self.episodes,
+            "return_mean": ev["mean_return"],
+            "return_std": ev["std_return"],
+            "return_min": float(min(ev["returns"])),
+            "return_max": float(max(ev["returns"])),
+            "wall_s": wall,
+            "eval_episodes": self.eval_k,
+            "eval_seed": seed,
+            "episode_len": float(np.mean(ev["lengths"])),
+            "eval_wall_s": time.perf_counter() - t0,
+        }
+        metrics.write_eval(self.last_eval)
+        while self.next_eval <= self.env_steps:
+            self.next_eval += self.eval_every
 
     def metrics_row(self) -> dict[str, Any]:
         acc, env_steps = self.acc, self.env_steps

@@ -59,6 +59,7 @@ class MADDPGConfig(AgentNetConfig, CommConfig, RewardConfig):
 
     def validate(self) -> None:
         self.validate_comm()
+        self.validate_rewards()
         for k in ("hidden_dim", "critic_hidden", "batch_size", "buffer_size"):
             if getattr(self, k) < 1:
                 raise ConfigError(f"{k} must be >= 1, got {getattr(self, k)}")
@@ -119,7 +120,7 @@ class MADDPGLearner(LearnerBase):
         self.optim = torch.optim.Adam(
             [{"params": list(self.net.parameters()), "lr": cfg.lr}, {"params": list(self.critic.parameters()), "lr": cfg.critic_lr}]
         )
-        self.buffer = EpisodeBuffer(spec, cfg.buffer_size, self.k_max)
+        self.buffer = EpisodeBuffer(spec, cfg.buffer_size, self.k_max, extras=self.credit_fields())
         # discrete: sampled actions, but no log-probs recorded (off-policy)
         self.policy = self.make_policy(self.net, sample=self.discrete, action_scale=self.high, extra_fields={})
         self.episodes_per_update = cfg.episodes_per_update or max(1, n_envs // 4)

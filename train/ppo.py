@@ -65,6 +65,7 @@ class PPOConfig(AgentNetConfig, CommConfig, RewardConfig):
 
     def validate(self) -> None:
         self.validate_comm()
+        self.validate_rewards()
         for k in ("hidden_dim", "critic_hidden", "epochs", "minibatches"):
             if getattr(self, k) < 1:
                 raise ConfigError(f"{k} must be >= 1, got {getattr(self, k)}")
@@ -165,7 +166,7 @@ class PPOLearner(LearnerBase):
         )
         self.batch_episodes = cfg.batch_episodes or max(16, 2 * n_envs)
         # on-policy: the episodes collected since the last update (kept with checkpoints for an exact resume)
-        self.buffer = EpisodeBuffer(spec, self.batch_episodes, self.k_max, extras={"logp": ((spec.n_agents,), np.float32)})
+        self.buffer = EpisodeBuffer(spec, self.batch_episodes, self.k_max, extras={"logp": ((spec.n_agents,), np.float32), **self.credit_fields()})
         self.policy = self.make_policy(self.net, sample=True)
         self.env_steps = 0
 

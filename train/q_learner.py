@@ -6,6 +6,15 @@ buffer; double-Q targets from a target network (agents and mixer); optional
 TD(lambda) returns; epsilon-greedy exploration with linear annealing; gradient
 norm clipping. IQL trains each agent's Q on its own reward, VDN and QMIX train
 Q_tot = mixer(Q_1..Q_n, s) on the team reward.
+
+Difference rewards with a mixer (``reward=difference`` or ``team+difference``,
+docs/credit.md). Q_tot keeps learning the team reward: the mixer's
+factorisation (additive, monotonic) is what makes the agents' greedy actions
+the team's, and a sum of D_i is not the team's return. The per-agent reward
+enters beside it, as an auxiliary TD loss on each agent's own utility Q_i
+(the IQL loss on D_i, or the env's reward plus D_i), weighted by
+``difference_weight``: it gives each utility a signal about its own agent's
+contribution without changing what Q_tot estimates.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from .config import AgentNetConfig, ConfigError
 from .learner import LearnerBase, linear_schedule
 from .networks import NEG_INF, RNNAgent, masked_greedy
 from .policy import TorchTeamPolicy
-from .rewards import RewardConfig
+from .rewards import RewardConfig, RunningMeanStd
 from .returns import lambda_returns
 
 if TYPE_CHECKING:
@@ -56,9 +65,11 @@ class QLearnerConfig(AgentNetConfig, CommConfig, RewardConfig):
     eps_finish: float = 0.05
     eps_anneal_frac: float = 0.4  # fraction of the run's steps to anneal over
     eps_anneal_steps: int = 0  # if > 0, overrides eps_anneal_frac
+    difference_weight: float = 1.0  # mixers with reward=difference|team+difference: weight of the per-agent utility TD loss
 
     def validate(self) -> None:
         self.validate_comm()
+        self.validate_rewards()
         if not 0.0 <= self.td_lambda <= 1.0:
             raise ConfigError(f"td_lambda must be in [0, 1], got {self.td_lambda}")
         if not 0.0 <= self.gamma <= 1.0:
@@ -72,6 +83,8 @@ class QLearnerConfig(AgentNetConfig, CommConfig, RewardConfig):
             raise ConfigError(f"target_tau must be in [0, 1], got {self.target_tau}")
         if not 0 <= self.eps_finish <= 1 or not 0 <= self.eps_start <= 1:
             raise ConfigError("eps_start and eps_finish must be in [0, 1]")
+        if self.difference_weight < 0:
+            raise ConfigError(f"difference_weight must be >= 0, got {self.difference_weight}")
 
 
 @dataclass
@@ -106,9 +119,13 @@ class QLearner(LearnerBase):
         params = list(self.net.parameters()) + (list(self.mixer.parameters()) if self.mixer is not None else [])
         self.params = params
         self.optim = torch.optim.Adam(params, lr=cfg.lr)
-        self.buffer = EpisodeBuffer(spec, cfg.buffer_size, self.k_max)
+        self.buffer = EpisodeBuffer(spec, cfg.buffer_size, self.k_max, extras=self.credit_fields())
         self.policy = self.make_policy(self.net)
         self.episodes_per_update = cfg.episodes_per_update or max(1, n_envs // 4)
+        # a mixer learning the per-agent reward beside the team's (module docstring)
+        self.aux_difference = self.mixer is not None and cfg.uses_difference and cfg.difference_weight > 0
+        if self.aux_difference and cfg.standardise_rewards:
+            self.aux_reward_stats = RunningMeanStd()
 
     # ---- acting ---------------------------------------------------------
     def epsilon(self, env_steps: int) -> float:
@@ -193,6 +210,10 @@ class QLearner(LearnerBase):
                 next_q = q_tgt_all[:, 1:].gather(3, a_star.unsqueeze(-1)).squeeze(-1)
             else:
                 next_q = torch.where(avail_next, q_tgt_all[:, 1:], torch.full_like(q_tgt_all[:, 1:], NEG_INF)).max(-1).values
+            aux_targets = None
+            if self.aux_difference:  # each utility Q_i on its agent's own reward (IQL targets)
+                r_i = self._standardised(self.agent_rewards(batch), batch, self.aux_reward_stats)
+                aux_targets = lambda_returns(r_i, terminated.unsqueeze(-1), filled.unsqueeze(-1), next_q, c.gamma, c.td_lambda)
             if self.mixer is not None:
                 next_q = self.target_mixer(next_q, state[:, 1:]).squeeze(-1)  # [B, T]
                 term, mask_f = terminated, filled
@@ -207,6 +228,9 @@ class QLearner(LearnerBase):
             mask = filled.unsqueeze(-1).expand_as(chosen)
         td = (pred - targets) * mask
         loss = (td**2).sum() / mask.sum().clamp(min=1.0)
+        if aux_targets is not None:
+            m_i = filled.unsqueeze(-1).expand_as(chosen)
+            loss = loss + c.difference_weight * (((chosen - aux_targets) * m_i) ** 2).sum() / m_i.sum().clamp(min=1.0)
         self.optim.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, c.grad_clip)

@@ -10,6 +10,17 @@ defaults (lr, initialisation, gradient clipping) were tuned for. The
 statistics cover filled steps only (padding is not a reward of 0) and are
 saved with checkpoints, so ``--resume`` stays exact. Evaluation, returns and
 metrics always use the env's own reward.
+
+Credit assignment (docs/credit.md). ``reward``: what each agent learns from:
+``team`` (the env's reward), ``difference`` (D_i = R(s, a) - R(s, (a_-i, c_i)),
+the team reward minus what it would have been had agent i played
+``default_action`` c_i; from rolling the simulator back) or
+``team+difference`` (the env's reward plus D_i). ``shaping``: a potential
+Phi adds F = gamma * Phi(s') - Phi(s) to what is learned (``builtin``: the
+env's own Phi; ``MODULE:FUNCTION``: a function of the env returning [B] or
+[B, n]); ``shaping_per_agent`` shapes each agent by its own Phi_i. The
+rollout computes D_i and F per step (``envs.credit``); ``LearnerBase``
+composes them here, before the standardisation.
 """
 
 from __future__ import annotations
@@ -19,12 +30,38 @@ from typing import Any
 
 import numpy as np
 
+from ..envs.credit import REWARD_MODES, CreditSpec
+from .config import ConfigError
+
 
 @dataclass
 class RewardConfig:
     """Reward keys shared by every learner (``--set standardise_rewards=true``)."""
 
     standardise_rewards: bool = False  # train on (r - running mean) / running std of the sampled rewards
+    reward: str = "team"  # team | difference | team+difference (docs/credit.md)
+    default_action: str = "noop"  # c_i of the difference rewards: noop (the env's noop action) or an action index
+    shaping: str = "none"  # none | builtin | MODULE:FUNCTION: potential-based shaping F = gamma * Phi(s') - Phi(s)
+    shaping_per_agent: bool = False  # each agent shaped by its own potential Phi_i (needs Phi [B, n])
+
+    def validate_rewards(self) -> None:
+        if self.reward not in REWARD_MODES:
+            raise ConfigError(f"reward must be one of {', '.join(REWARD_MODES)}, got {self.reward!r}")
+        if self.default_action != "noop" and not (self.default_action.isdigit()):
+            raise ConfigError(f"default_action must be noop or an action index >= 0, got {self.default_action!r}")
+        if self.shaping not in ("none", "builtin") and ":" not in self.shaping:
+            raise ConfigError(f"shaping must be none, builtin or MODULE:FUNCTION, got {self.shaping!r}")
+        if self.shaping_per_agent and self.shaping == "none":
+            raise ConfigError("shaping_per_agent=true needs a potential: set shaping=builtin or shaping=MODULE:FUNCTION")
+
+    @property
+    def uses_difference(self) -> bool:
+        return self.reward != "team"
+
+    def credit_spec(self, gamma: float) -> CreditSpec | None:
+        """What the rollout must record for these keys (None: the env's reward alone)."""
+        spec = CreditSpec(self.uses_difference, self.default_action, self.shaping, self.shaping_per_agent, float(gamma))
+        return spec if spec.active else None
 
 
 class RunningMeanStd:

@@ -6,7 +6,8 @@ A run directory holds:
                     message volume when the team communicates)
     meta.json       package versions, git revision, command line, sessions
     metrics.csv     one row per log interval (train.metrics_log)
-    tb/             TensorBoard event files
+    eval.csv        one row per greedy evaluation during training (eval_every)
+    tb/             TensorBoard event files (train/… and eval/… scalars)
     checkpoints/    step_<env_steps>/ (see train.checkpoint)
     eval.json       the final greedy evaluation
 
@@ -116,10 +117,19 @@ def make_run_spec(run: RunConfig, algo_overrides: dict[str, Any]) -> RunSpec:
     return RunSpec(run, algo_cfg, spec, int(total), comm)
 
 
+def _env_part(env: str) -> str:
+    return env.replace(":", "_").replace("/", "_").replace(".", "_")
+
+
 def default_run_dir(run: RunConfig) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    env = run.env.replace(":", "_").replace("/", "_").replace(".", "_")
-    return Path("runs") / f"{env}_{run.algo}_s{run.seed}_{stamp}"
+    return Path("runs") / f"{_env_part(run.env)}_{run.algo}_s{run.seed}_{stamp}"
+
+
+def default_sweep_dir(env: str, algo: str) -> Path:
+    """Where a sweep's runs go without ``--out``: runs/ENV_ALGO_sweep_TIME."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{_env_part(env)}_{algo}_sweep_{stamp}"
 
 
 def create_run_dir(rs: RunSpec, out: Path | None) -> Path:

@@ -65,6 +65,9 @@ class WQMIXConfig(QMIXConfig):
                 raise ConfigError(f"{k} must be >= 1, got {getattr(self, k)}")
         if self.central_loss_weight <= 0 or self.qmix_loss_weight <= 0:
             raise ConfigError("central_loss_weight and qmix_loss_weight must be > 0")
+        if self.uses_difference:
+            raise ConfigError(f"weighted QMIX learns the team reward only: reward={self.reward} is not supported "
+                              "(use reward=team; shaping works)")
 
 
 @dataclass

@@ -6,7 +6,7 @@ Every frame is one msgpack map ("envelope") with string keys:
     v     int     protocol version (1)
     sw    str     swarm id (a frame from another swarm is invalid)
     from  int     sender: agent id 0..n-1, or -1 for the world
-    k     str     kind: msg | hello | obs | act | hb | stop | bye | absent
+    k     str     kind: msg | hello | obs | act | hb | stop | bye | absent | status
     ep    int     episode index (>= 0)
     t     int     step within the episode (>= 0)
     ...           kind-specific fields (below); float vectors are raw
@@ -43,7 +43,8 @@ import numpy as np
 VERSION = 1
 WORLD = -1
 MAX_FRAME = 1 << 20  # 1 MiB: anything larger is invalid before decoding
-KINDS = ("msg", "hello", "obs", "act", "hb", "stop", "bye", "absent")  # absent: world -> agent, "say hello again"
+# absent: world -> agent, "say hello again"; status: agent -> world, its counters now and then (optional)
+KINDS = ("msg", "hello", "obs", "act", "hb", "stop", "bye", "absent", "status")
 BYE_BUDGET = 64 << 10  # bytes for a bye's metrics map (the reference agent's is about 2 KB) or a hello
 ADDR_BYTES = 4 * 512 + 5  # an endpoint: at most 512 chars of at most 4 UTF-8 bytes, and its str header
 F32 = np.dtype("<f4")
@@ -205,7 +206,7 @@ PER_STEP = {"msg": "MsgCodec", "obs": "ObsCodec", "act": "ActCodec"}
 
 
 def encode(swarm: str, sender: int, kind: str, ep: int = 0, t: int = 0, **fields: Any) -> bytes:
-    """A control frame (hello, hb, stop, bye, absent) with msgpack's smallest widths.
+    """A control frame (hello, hb, stop, bye, absent, status) with msgpack's smallest widths.
     numpy arrays become raw float32 / uint8 bytes. The per-step kinds have
     their codecs (``PER_STEP``)."""
     if kind not in KINDS:
@@ -361,6 +362,11 @@ def decode(frame: bytes, ex: Expect) -> dict[str, Any] | str:
     elif kind == "absent":
         if sender != WORLD:
             return "absent not from the world"
+    elif kind == "status":
+        if sender == WORLD:
+            return "status from the world"
+        if not isinstance(env.get("m"), dict):
+            return "status: m is not a map"
     return env
 
 
