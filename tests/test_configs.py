@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from marl_edge.cli.train import _parse_env_options, split_overrides, tuned_config
 from marl_edge.envs import env_names
 from marl_edge.train.config import RunConfig, apply_overrides, read_config_file
@@ -36,7 +38,8 @@ def test_every_builtin_config_builds_the_run_it_names():
 
 
 def test_every_config_is_in_its_readme_table_and_checked():
-    """configs/README.md lists every built-in config with its measured return, and every YAML
+    """configs/README.md lists every built-in config with its measured return and command, the
+    file's own ``result`` line agrees with that row, and every YAML
     under configs/ is one of the two checked layouts (ENV/ALGO or PACKAGE/TASK/ALGO)."""
     readme = (ROOT / "README.md").read_text()
     for f in BUILTIN:
@@ -44,6 +47,11 @@ def test_every_config_is_in_its_readme_table_and_checked():
         rows = [line for line in readme.splitlines() if line.startswith("|") and f"]({rel})" in line]
         assert len(rows) == 1, f"{rel}: {len(rows)} rows in configs/README.md"
         assert "±" in rows[0] and f"--config configs/{rel} --seeds" in rows[0], rows[0]  # mean ± std, the command
+        # the file's own `result` line states the same numbers as its row
+        result = yaml.safe_load(f.read_text()).get("result", "")
+        assert result.count(": ") >= 1 and ";" in result, f"{rel}: no result line"
+        mean_std = result.split(": ")[1].split(";")[0]
+        assert f"--config configs/{rel} --seeds" in result and f"| {mean_std} |" in rows[0], (result, rows[0])
     nested = set(ROOT.glob("*/*/*.yaml"))
     assert set(ROOT.rglob("*.yaml")) == set(BUILTIN) | nested
     assert not set(ROOT.rglob("*.yml")) and not set(ROOT.rglob("*.json"))
