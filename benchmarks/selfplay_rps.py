@@ -11,7 +11,7 @@ Runtime. After every snapshot the script computes, exactly (envs/rps.py):
 It prints one table per mode, a summary, and with ``--plot FILE`` draws both
 curves (matplotlib, the ``plot`` extra). It asserts nothing (benchmarks/README.md).
 
-    python benchmarks/selfplay_rps.py --steps 40000 --snapshot-every 500 --plot rps.png
+    python benchmarks/selfplay_rps.py --steps 24000 --snapshot-every 500 --plot rps.png
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from marl_edge.league.selfplay import SelfPlayConfig, run_selfplay
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=40_000, help="env steps per mode")
+    ap.add_argument("--steps", type=int, default=24_000, help="env steps per mode")
     ap.add_argument("--snapshot-every", type=int, default=500, help="env steps between snapshots")
     ap.add_argument("--latest", type=float, default=0.8, help="fsp: probability of the newest snapshot")
-    ap.add_argument("--ent", type=float, default=0.2, help="IPPO's entropy bonus (constant)")
+    ap.add_argument("--ent", type=float, default=0.3, help="IPPO's entropy bonus (constant)")
     ap.add_argument("--seed", type=int, default=0, help="seed of both runs")
     ap.add_argument("--n-envs", type=int, default=16, help="parallel episodes")
     ap.add_argument("--modes", default="naive,fsp", help="comma-separated modes to run")

@@ -71,16 +71,16 @@ def selfplay_cmd(out, mode, game, algo, steps, snapshot_every, latest, greedy_op
 def members_cmd(league_dir, as_json, debug):
     """List LEAGUE_DIR's members; for a one-round matrix game also each member's
     mixed strategy and the exact exploitability of it and of the uniform mixture so far."""
-    import marl_edge.league  # noqa: F401  (registers team_view)
+    from .. import league as _registers_team_view  # noqa: F401
     from ..league.exploit import ExploitabilityTrace
     from ..league.members import LeagueDir
+
+    from ..envs import make
 
     league = LeagueDir(league_dir)
     members = league.members()
     sp = league.config()["selfplay"]
     rows = [m.to_dict() for m in members]
-    from ..envs import make
-
     env = make(sp["game"], n_envs=1, **sp["game_options"])
     one_round_matrix = len(env.spec.teams) == 2 and env.spec.episode_limit == 1 and "payoff" in env.spec.options
     env.close()

@@ -25,7 +25,7 @@ from marl_edge.league.selfplay import SelfPlayConfig, export_learner, new_learne
 
 ROCK, PAPER, SCISSORS = 0, 1, 2
 # the learner's settings for RPS (docs/league.md): a feed-forward actor, a strong constant entropy bonus
-RPS_ALGO = {"recurrent": False, "ent_start": 0.2, "ent_end": 0.2}
+RPS_ALGO = {"recurrent": False, "ent_start": 0.3, "ent_end": 0.3}
 
 
 # ---- the game -------------------------------------------------------------------------------
@@ -154,18 +154,39 @@ def test_league_directory_lists_complete_members_only(tmp_path):
 
 
 @pytest.mark.slow
-def test_naive_self_play_cycles_and_fsp_mixture_falls_below_threshold(tmp_path):
+def test_naive_self_play_cycles_and_fsp_mixture_settles(tmp_path):
     traces = {}
-    for mode, steps in (("naive", 8_000), ("fsp", 40_000)):
+    for mode, steps in (("naive", 8_000), ("fsp", 16_000)):
         trace = ExploitabilityTrace()
         cfg = SelfPlayConfig(mode=mode, steps=steps, snapshot_every=500, n_envs=16, seed=0)
         run_selfplay(tmp_path / mode, cfg, RPS_ALGO, on_snapshot=trace)
         traces[mode] = trace.rows
     naive = [r["latest"] for r in traces["naive"]]
-    # the newest naive policy keeps being exploitable: it chases the cycle instead of settling
+    # the newest naive policy stays exploitable: it chases the cycle instead of settling
     assert np.mean(naive[len(naive) // 2:]) > 0.3, naive
-    assert max(naive[len(naive) // 2:]) > 0.6, naive
+    assert max(naive[len(naive) // 2:]) > 1.0, naive
     fsp = traces["fsp"]
-    assert fsp[-1]["mixture"] < 0.05, [r["mixture"] for r in fsp]
-    assert len(fsp) == 40_000 // 500 + 1
-    assert len(LeagueDir(tmp_path / "fsp").members()) == len(fsp)
+    # the documented threshold for this learner and payoff (docs/league.md): 0.1; Nash is 0, uniform play 1/3
+    assert fsp[-1]["mixture"] < 0.1, [round(r["mixture"], 3) for r in fsp]
+    assert fsp[-1]["mixture"] < traces["naive"][-1]["mixture"]
+    assert len(fsp) == 16_000 // 500 + 1 == len(LeagueDir(tmp_path / "fsp").members())
+
+
+def test_cli_selfplay_writes_members_and_lists_their_exploitability(tmp_path):
+    from click.testing import CliRunner
+
+    from marl_edge.cli.league import league_cmd
+
+    out = tmp_path / "lg"
+    r = CliRunner().invoke(league_cmd, ["selfplay", "--out", str(out), "--mode", "naive", "--steps", "64", "--snapshot-every", "32",
+                                        "--n-envs", "8", "--set", "recurrent=false", "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output.strip().splitlines()[-1])
+    assert summary["members"] == 3 and summary["mode"] == "naive"
+    r = CliRunner().invoke(league_cmd, ["members", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.output.strip().splitlines()[-1])["members"]
+    assert [m["env_steps"] for m in rows] == [0, 32, 64]
+    assert all(0.0 <= m["latest"] <= 2.0 and abs(sum(m["strategy"]) - 1) < 1e-3 for m in rows)
+    r = CliRunner().invoke(league_cmd, ["selfplay", "--out", str(out), "--steps", "64"])
+    assert r.exit_code != 0 and "already holds a league" in str(r.exception or r.output)
