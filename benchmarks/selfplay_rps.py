@@ -61,12 +61,13 @@ def main() -> None:
                     s = "(" + ", ".join(f"{p:.2f}" for p in r["strategy"]) + ")"
                     print(f"{r['env_steps']:>9,}  {s:<26} {r['latest']:>12.3f} {r['mixture']:>13.3f}")
     print("\n## summary (second half of training)")
-    print(f"{'mode':<6} {'newest: mean':>12} {'min':>6} {'max':>6} {'mixture: final':>15} {'mean':>6}")
+    print(f"{'mode':<6} {'newest: mean':>12} {'min':>6} {'max':>6} {'mixture: final':>15} {'mean':>6}  final mixture (R, P, S)")
     for mode, rows in traces.items():
         half = rows[len(rows) // 2:]
         lat = np.array([r["latest"] for r in half])
         mix = np.array([r["mixture"] for r in half])
-        print(f"{mode:<6} {lat.mean():>12.3f} {lat.min():>6.3f} {lat.max():>6.3f} {rows[-1]['mixture']:>15.3f} {mix.mean():>6.3f}")
+        final = ", ".join(f"{p:.2f}" for p in rows[-1]["mixture_strategy"])
+        print(f"{mode:<6} {lat.mean():>12.3f} {lat.min():>6.3f} {lat.max():>6.3f} {rows[-1]['mixture']:>15.3f} {mix.mean():>6.3f}  ({final})")
     print("Nash (1/4, 1/2, 1/4) has exploitability 0; uniform 0.333; rock or paper 1; scissors 2.")
     if args.plot is not None:
         import matplotlib

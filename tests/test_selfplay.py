@@ -168,7 +168,6 @@ def test_naive_self_play_cycles_and_fsp_mixture_settles(tmp_path):
     fsp = traces["fsp"]
     # the documented threshold for this learner and payoff (docs/league.md): 0.1; Nash is 0, uniform play 1/3
     assert fsp[-1]["mixture"] < 0.1, [round(r["mixture"], 3) for r in fsp]
-    assert fsp[-1]["mixture"] < traces["naive"][-1]["mixture"]
     assert len(fsp) == 16_000 // 500 + 1 == len(LeagueDir(tmp_path / "fsp").members())
 
 
