@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 
-import marl_edge.league  # noqa: F401  (registers team_view)
 from marl_edge.league.exploit import ExploitabilityTrace
 from marl_edge.league.selfplay import SelfPlayConfig, run_selfplay
 

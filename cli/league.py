@@ -71,7 +71,6 @@ def selfplay_cmd(out, mode, game, algo, steps, snapshot_every, latest, greedy_op
 def members_cmd(league_dir, as_json, debug):
     """List LEAGUE_DIR's members; for a one-round matrix game also each member's
     mixed strategy and the exact exploitability of it and of the uniform mixture so far."""
-    from .. import league as _registers_team_view  # noqa: F401
     from ..league.exploit import ExploitabilityTrace
     from ..league.members import LeagueDir
 

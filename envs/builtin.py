@@ -7,6 +7,7 @@ from .rendezvous import RendezvousEnv
 from .rps import RPSEnv
 from .scout import ScoutEnv
 from .spread import SpreadEnv
+from .team_view import TeamView
 from .two_step import TwoStepEnv
 from .warehouse import WarehouseEnv
 
@@ -23,6 +24,12 @@ register(
     "rps",
     RPSEnv,
     "two-team zero-sum biased rock-paper-scissors (rock beats scissors by 2; payoff=[[...]]); Nash (1/4, 1/2, 1/4), value 0",
+    train_steps=20_000,
+)
+register(
+    "team_view",
+    TeamView,
+    "one team of a two-team env (game=rps, team=0) against an opponent pool (marl-league); without one, a uniformly random opponent",
     train_steps=20_000,
 )
 register(

@@ -1,17 +1,6 @@
-"""Competitive teams: self-play against frozen opponents that are exported bundles.
+"""Competitive teams: self-play against frozen opponents that are exported bundles (docs/league.md).
 
-Importing this package registers the env ``team_view`` (``team_env.TeamView``),
-so a league learner's run directory and its bundles rebuild their env by name.
-torch is loaded only by ``selfplay`` (the training driver); the opponents,
-the modes and the league directory need the edge install alone.
+Only ``selfplay`` (the training driver) loads torch; the opponents, the modes,
+the league directory and the exploitability need the edge install alone. The
+team's env, ``team_view``, is a built-in env (``envs/team_view.py``).
 """
-
-from ..envs.registry import register
-from .team_env import TeamView
-
-register(
-    "team_view",
-    TeamView,
-    "one team of a two-team env (game=..., team=...) against frozen league opponents (uniformly random without a pool)",
-    train_steps=20_000,
-)

@@ -44,7 +44,7 @@ from .fictitious import FictitiousSelfPlay
 from .members import LeagueDir, Member
 from .naive import NaiveSelfPlay
 from .opponents import LeagueError, Pool, Sampler
-from .team_env import TeamView
+from ..envs.team_view import TeamView
 
 MODES = ("naive", "fsp")
 LEARNER = "main"

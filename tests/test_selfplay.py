@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import marl_edge.league  # noqa: F401  (registers team_view)
 from marl_edge.envs import EnvError, EnvSpec, make
 from marl_edge.envs.rps import BIASED_RPS, exploitability, solve_zero_sum
 from marl_edge.league.fictitious import FictitiousSelfPlay, population_mixture

@@ -2,9 +2,10 @@
 
 ``TeamView`` wraps a two-team env (``EnvSpec.teams``) and exposes only the
 learning team's agents: their observations, availability masks and rewards.
-The other team's actions come from frozen opponents (``opponents.py``):
-exported bundles run by the runtime's ONNX Runtime policy, the same artefacts
-that deploy. A learner sees an ordinary cooperative env of ``len(team)``
+The other team's actions come from an opponent pool set with ``set_pool``:
+in the league (``league/opponents.py``) exported bundles run by the runtime's
+ONNX Runtime policy, the same artefacts that deploy. This module knows only
+the pool's protocol, so it stays numpy-only. A learner sees an ordinary cooperative env of ``len(team)``
 agents, so ``train.registry.build_learner`` works unchanged.
 
 Which opponent plays a slot is chosen **per episode**, when the slot resets,
@@ -14,8 +15,8 @@ episode seed, so an episode stays a pure function of its seed and of the pool
 (docs/design.md contract 1). With no opponent pool (the env made by name,
 e.g. by the export's parity check) the other team plays uniformly at random.
 
-The env is registered as ``team_view`` when ``marl_edge.league`` is imported,
-so run directories and bundles of a league learner rebuild it by name.
+It is a built-in env (``team_view``), so a league learner's run directory and
+its bundles rebuild it by name in any process, torch or not.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from ..envs import EnvError, EnvSpec, make
-from ..envs.base import MultiAgentEnv, TimeStep
+from .base import EnvError, EnvSpec, MultiAgentEnv, TimeStep
+from .registry import make
 
 
 class OpponentPool(Protocol):
-    """What ``TeamView`` asks of the opponents (``opponents.Pool``)."""
+    """What ``TeamView`` asks of the opponents (``league.opponents.Pool``)."""
 
     def choose(self, rng: np.random.Generator) -> int:
         """The member that plays a new episode."""
