@@ -90,6 +90,18 @@ def test_mode_distributions():
         FictitiousSelfPlay(1.5)
 
 
+def test_fsp_pool_picks_the_newest_member_80_percent_of_the_time(tmp_path):
+    pool = Pool(FictitiousSelfPlay(), batch=1, n_agents=1)
+    for k in range(5):
+        pool.add(tmp_path / f"m{k}")  # choose() reads no bundle
+    rng = np.random.default_rng(0)
+    counts = np.bincount([pool.choose(rng) for _ in range(20_000)], minlength=5) / 20_000
+    np.testing.assert_allclose(counts, [0.05, 0.05, 0.05, 0.05, 0.8], atol=0.01)
+    naive = Pool(NaiveSelfPlay(), batch=1, n_agents=1)
+    with pytest.raises(LeagueError, match="empty"):
+        naive.choose(rng)
+
+
 # ---- opponents are bundles ---------------------------------------------------------------------
 
 
@@ -147,6 +159,16 @@ def test_league_directory_lists_complete_members_only(tmp_path):
     assert league.members() == []
     with pytest.raises(LeagueError, match="already holds a league"):
         LeagueDir.create(tmp_path / "lg", {})
+
+
+def test_a_seed_fixes_the_members(tmp_path):
+    strategies = []
+    for run in ("a", "b"):
+        trace = ExploitabilityTrace()
+        run_selfplay(tmp_path / run, SelfPlayConfig(mode="fsp", steps=96, snapshot_every=48, n_envs=8, seed=4), RPS_ALGO, on_snapshot=trace)
+        strategies.append([r["strategy"] for r in trace.rows])
+    assert len(strategies[0]) == 3 and strategies[0] == strategies[1]
+    assert strategies[0][0] != strategies[0][-1]  # it did learn something in between
 
 
 # ---- naive self-play cycles, fictitious self-play's mixture settles --------------------------------
