@@ -1,9 +1,10 @@
 """Self-play training: one learner, its own past as frozen opponents.
 
 ``run_selfplay(league_dir, cfg)`` trains any registered learner
-(``train.registry``) on ``TeamView``: team ``cfg.team`` of a two-team game,
-the other team played by league members. Every ``snapshot_every`` env steps
-(and once before the first step) the learner's acting network is saved as a
+(``train.registry``) on ``TeamView`` (the env ``team_view``): team
+``cfg.team`` of a two-team game, the other team played by league members.
+Every ``snapshot_every`` env steps (and once before the first step) the
+learner's acting network is saved as a
 checkpoint of the learner's run directory and exported with the marl-export
 code (``export.bundle.export_run``: ONNX per agent, parity-checked against
 torch, written atomically); the bundle is then listed in ``members.json``
@@ -12,8 +13,9 @@ and joins the opponent pool. The mode decides who plays each new episode:
 ``latest`` and a uniformly drawn older one otherwise.
 
 The game must be symmetric (a snapshot of team 0 plays team 1's seat):
-``TeamView`` gives both seats the same observation layout, and RPS's payoff
-is antisymmetric. Asymmetric games need one learner per seat (not yet).
+``rps`` gives both seats the same observation, and its default payoff is
+antisymmetric. Nothing checks this yet; asymmetric games need one learner
+per seat (not yet).
 
 Determinism: the learner is seeded by ``cfg.seed``, episode seeds come from
 ``[seed, 0]`` as in ``marl-train``, and each episode's opponent and its
@@ -34,6 +36,7 @@ import torch
 
 from ..envs import make
 from ..envs.rollout import Rollout
+from ..envs.team_view import TeamView
 from ..export.bundle import export_run
 from ..train import checkpoint as ckpt
 from ..train.config import RunConfig
@@ -44,7 +47,6 @@ from .fictitious import FictitiousSelfPlay
 from .members import LeagueDir, Member
 from .naive import NaiveSelfPlay
 from .opponents import LeagueError, Pool, Sampler
-from ..envs.team_view import TeamView
 
 MODES = ("naive", "fsp")
 LEARNER = "main"
