@@ -60,8 +60,14 @@ class EnvSpec:
     # how the agents' rewards make the team's: "mean" (built-in envs, whose agents share
     # the team reward) or "sum" (the field's convention for adapted envs: LBF, RWARE, MPE)
     reward_scalarisation: str = "mean"
+    # the teams, each a tuple of agent indices; () means one team of every agent (cooperative
+    # envs). Competitive envs (envs/rps.py) list one tuple per side; the league trains one side.
+    teams: tuple[tuple[int, ...], ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "teams", tuple(tuple(int(i) for i in t) for t in self.teams))  # JSON lists -> tuples
+        if self.teams and sorted(i for t in self.teams for i in t) != list(range(self.n_agents)):
+            raise EnvError(f"{self.name}: teams must split agents 0..{self.n_agents - 1} once each, got {self.teams}")
         if (self.n_actions is None) == (self.action_dim is None):
             raise EnvError(f"{self.name}: exactly one of n_actions / action_dim must be set")
         if self.n_agents < 1 or self.obs_dim < 1 or self.episode_limit < 1:
@@ -73,6 +79,10 @@ class EnvSpec:
     @property
     def discrete(self) -> bool:
         return self.n_actions is not None
+
+    def team_list(self) -> tuple[tuple[int, ...], ...]:
+        """The teams, with the default (one team of every agent) spelled out."""
+        return self.teams or (tuple(range(self.n_agents)),)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -4,8 +4,10 @@ from .dilemma import DilemmaEnv
 from .matrix import MatrixGameEnv
 from .registry import register
 from .rendezvous import RendezvousEnv
+from .rps import RPSEnv
 from .scout import ScoutEnv
 from .spread import SpreadEnv
+from .team_view import TeamView
 from .two_step import TwoStepEnv
 from .warehouse import WarehouseEnv
 
@@ -18,6 +20,18 @@ register(
 )
 register("climbing", MatrixGameEnv, "climbing game (Claus & Boutilier); optimum 11 beside -30 penalties", train_steps=20_000, preset="climbing")
 register("penalty", MatrixGameEnv, "penalty game; optima 10, miscoordination -k (k=100)", train_steps=20_000, preset="penalty")
+register(
+    "rps",
+    RPSEnv,
+    "two-team zero-sum biased rock-paper-scissors (rock beats scissors by 2; payoff=[[...]]); Nash (1/4, 1/2, 1/4), value 0",
+    train_steps=20_000,
+)
+register(
+    "team_view",
+    TeamView,
+    "one team of a two-team env (game=rps, team=0) against an opponent pool (marl-league); without one, a uniformly random opponent",
+    train_steps=20_000,
+)
 register(
     "rendezvous",
     RendezvousEnv,

@@ -36,7 +36,8 @@ ALLOWED: dict[str, set[str]] = {
     "train": {"envs", "errors"},
     "export": {"train", "envs", "runtime", "wire", "errors"},
     "viz": {"envs", "errors"},
-    "cli": {"envs", "wire", "robots", "runtime", "train", "export", "viz", "errors"},
+    "league": {"envs", "train", "export", "runtime", "errors"},
+    "cli": {"envs", "wire", "robots", "runtime", "train", "export", "viz", "league", "errors"},
 }
 # What a robot installs leaves these out (pyproject's "train" extra); the edge rooms never import them.
 EDGE_ROOMS = ("envs", "wire", "runtime", "robots", "viz")

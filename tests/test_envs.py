@@ -33,6 +33,9 @@ CASES = [
     ("scout", {"n_agents": 6, "n_targets": 3, "episode_limit": 2}),
     ("warehouse", {}),
     ("warehouse_sparse", {"n_agents": 3, "grid": 5, "view": 1, "episode_limit": 8}),
+    ("rps", {}),
+    ("rps", {"payoff": [[1, -1], [-1, 1]], "episode_limit": 3}),
+    ("team_view", {}),  # rps seen by team 0, a seeded random opponent
 ]
 IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items() if k != 'payoff') or 'default'}" for n, o in CASES]
 
