@@ -127,7 +127,9 @@ def _build(tmp: Path, net: Any, rs: Any, ck_step: int, run_dir: Path, quantize: 
     n = spec.n_agents
     ins, outs = io_specs(net.agent_policy(0), spec.obs_dim, spec.n_actions or spec.action_dim, net.hidden_dim)
     agent_params = [sum(p.numel() for p in net.cores[0 if net.shared else i].parameters()) for i in range(n)]
-    id_floats = n if net.agent_id else 0
+    # the folded agent-id one-hot: n floats, but a team of one folds a single float, which
+    # parameter_count (like every scalar) does not count
+    id_floats = n if net.agent_id and n > 1 else 0
     agents, onnx_floats = [], []
     for i in range(n):
         model = export_policy(net.agent_policy(i), ins, outs, opset)

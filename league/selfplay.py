@@ -95,8 +95,7 @@ def new_learner(run_dir: Path, cfg: SelfPlayConfig, algo_overrides: dict[str, An
     env = make("team_view", n_envs=cfg.n_envs, **env_options)
     assert isinstance(env, TeamView)
     if env.spec.n_agents == 1:
-        # one agent a team: an agent id carries nothing, and a folded one-hot of size 1 is a
-        # scalar the export's parameter count cannot tell from the network's own
+        # one agent a team: an agent id carries nothing (a constant input of 1)
         overrides.setdefault("agent_id", False)
     rs = make_run_spec(run, overrides)
     run_dir = create_run_dir(rs, run_dir)
