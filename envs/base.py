@@ -85,7 +85,10 @@ class EnvSpec:
         return self.teams or (tuple(range(self.n_agents)),)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The spec as plain JSON values (``teams`` as lists), equal to its JSON round trip."""
+        d = dataclasses.asdict(self)
+        d["teams"] = [list(t) for t in self.teams]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EnvSpec":

@@ -60,6 +60,8 @@ BUILTIN = [
     ("matrix", {"payoff": [[[1, 0], [0, 0]], [[0, 0], [0, 5]]]}),  # three agents: the table fallback
     ("two_step", {}),
     ("dilemma", {"episode_limit": 3}),
+    ("rps", {}),  # two teams, no positions: the table fallback
+    ("team_view", {}),  # one team of rps against a random opponent: the table fallback
 ]
 
 
@@ -106,14 +108,20 @@ class _Walk(MultiAgentEnv):
         return np.stack([self.x, np.arange(3.0)[None].repeat(self.n_envs, 0)], axis=-1).astype(np.float32)
 
 
-def _register_walks():
-    if "viz_walk" not in env_names():
-        register("viz_walk", lambda n_envs=1: _Walk(n_envs, True), "test env with positions", train_steps=100)
-        register("viz_blind", lambda n_envs=1: _Walk(n_envs, False), "test env without positions", train_steps=100)
+@pytest.fixture
+def walks():
+    """Two test envs in the registry for one test, removed afterwards (other tests compare the
+    registry with the built-in envs)."""
+    from marl_edge.envs import registry
+
+    register("viz_walk", lambda n_envs=1: _Walk(n_envs, True), "test env with positions", train_steps=100)
+    register("viz_blind", lambda n_envs=1: _Walk(n_envs, False), "test env without positions", train_steps=100)
+    yield
+    for name in ("viz_walk", "viz_blind"):
+        registry._REGISTRY.pop(name, None)
 
 
-def test_new_envs_render_through_the_fallbacks(tmp_path):
-    _register_walks()
+def test_new_envs_render_through_the_fallbacks(tmp_path, walks):
     assert scene_for("viz_walk", True) is DOTS and scene_for("viz_blind", False) is TABLE
     assert set(SCENES) >= {"rendezvous", "spread", "scout", "climbing", "penalty", "matrix"}
     for name in ("viz_walk", "viz_blind"):
