@@ -48,12 +48,14 @@ RUN_ARGS: dict[str, list[str]] = {
     **{f"two_step_qmix_s{s}": ["--env", "two_step", "--algo", "qmix", "--seed", str(s)] for s in (0, 1, 2)},
     "two_step_vdn_uniform": ["--env", "two_step", "--algo", "vdn", *UNIFORM],
     "two_step_qmix_uniform": ["--env", "two_step", "--algo", "qmix", *UNIFORM],
-    "rendezvous_qmix": ["--env", "rendezvous", "--algo", "qmix", "--seed", "0", "--eval-episodes", "100"],
+    # 60k of the registry's 100k steps: greedy success is 100 % from 39k on at this budget (seed 0)
+    "rendezvous_qmix": ["--env", "rendezvous", "--algo", "qmix", "--seed", "0", "--steps", "60000", "--eval-episodes", "100"],
     "spread_qmix": ["--env", "spread", "--algo", "qmix", "--seed", "0", "--steps", "80000", "--eval-episodes", "64"],
     **{f"matrix_{e}": ["--env", e, "--algo", "qmix", "--seed", "0", "--eval-episodes", "8"] for e in ("climbing", "penalty")},
     **{f"scout_{c}": [*SCOUT_STEPS, "--set", f"comm={c}", *(["--set", "comm_k=2"] if c == "knn" else [])]
        for c in ("none", "mean", "knn", "attention")},
-    "mappo_rendezvous": ["--env", "rendezvous", "--algo", "mappo", "--seed", "0", "--eval-episodes", "64"],
+    # 30k of the registry's 100k steps: greedy success is 100 % from 6k on at this budget (seed 0)
+    "mappo_rendezvous": ["--env", "rendezvous", "--algo", "mappo", "--seed", "0", "--steps", "30000", "--eval-episodes", "64"],
     "ippo_scout": ["--env", "scout", "--algo", "ippo", "--set", "comm=mean", "--eval-episodes", "200"],
     "coma_two_step": ["--env", "two_step", "--algo", "coma", "--seed", "1", "--eval-episodes", "8"],
 }
@@ -197,7 +199,7 @@ def test_scout_talking_beats_the_silent_ceiling(comm, runs):
 
 
 def test_mappo_rendezvous_succeeds(runs):
-    """MAPPO on the registry's rendezvous budget (100k steps): measured 100 % greedy success, seed 0."""
+    """MAPPO on rendezvous, 30k steps: measured 100 % greedy success, seed 0 (from 6k steps on; 10k at seed 1)."""
     s = runs.get("mappo_rendezvous")
     success = np.mean(np.array(s["eval_returns"]) >= 10.0)
     print(f"rendezvous MAPPO success {success:.2f}")

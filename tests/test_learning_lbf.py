@@ -1,9 +1,9 @@
 """The field's own benchmark, learned from the tuned configs in configs/ (slow: minutes; CI runs them).
 
 Level-Based Foraging, 5x5, 2 players, 1 food, cooperative (both must load together): the
-best team return is 1.0 on the field's sum scale; random play scores about 0.02. All the
-runs start together, one process each, at the first test that needs them (the machine
-has 2 cores; run one after the other they would take twice as long).
+best team return is 1.0 on the field's sum scale; random play scores about 0.02. One seed
+of each claim (the multi-seed study beside EPyMARL is benchmarks/peer.py). The three runs
+start together, one process each, at the first test that needs them.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "lbforaging"
 TASK = "Foraging-5x5-2p-1f-coop-v3"
-RUNS = [("vdn", 0), ("vdn", 1), ("qmix", 0), ("qmix", 1), ("mappo", 0)]
+RUNS = [("vdn", 0), ("qmix", 0), ("mappo", 0)]
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +52,11 @@ def lbf_runs(tmp_path_factory):
 
 
 @pytest.mark.parametrize("algo", ["vdn", "qmix"])
-def test_value_decomposition_learns_lbf_on_two_of_two_seeds(algo, lbf_runs):
-    """VDN and QMIX from their tuned configs reach a greedy team return >= 0.8 (sum scale) on both seeds."""
-    returns = [lbf_runs[algo, s]["eval_return"] for s in (0, 1)]
-    assert min(returns) >= 0.8, returns
+def test_value_decomposition_learns_lbf(algo, lbf_runs):
+    """VDN and QMIX from their tuned configs reach a greedy team return >= 0.8 (sum scale), seed 0
+    (seed 1 also did when this test ran two seeds; the peer study beside EPyMARL is in benchmarks/README.md)."""
+    ret = lbf_runs[algo, 0]["eval_return"]
+    assert ret >= 0.8, ret
 
 
 def test_mappo_greedy_tracks_sampled_on_lbf(lbf_runs, cli):
