@@ -4,7 +4,7 @@ Every pair of chosen members plays ``--episodes`` games in each seat (member A a
 team 0 against B as team 1, then the seats swapped, with the same episode
 seeds), each member's bundle run by the runtime's ONNX Runtime policy as the
 league runs opponents (``league.opponents.Member``: sampled from the logits,
-with generators seeded per episode). It prints the score matrix, row member
+with generators seeded per episode; ``--greedy``: the argmax, as deployed). It prints the score matrix, row member
 against column member: (wins + draws / 2) / games, so 0.5 is even; and the
 win / draw / loss counts of the newest member against each older one.
 
@@ -27,13 +27,13 @@ from marl_edge.envs import episode_seeds, make
 from marl_edge.league.opponents import Member
 
 
-def play(a: Path, b: Path, game_options: dict, episodes: int, seed: int) -> np.ndarray:
+def play(a: Path, b: Path, game_options: dict, episodes: int, seed: int, sample: bool = True) -> np.ndarray:
     """Outcomes for team 0 ([episodes] in 1 / 0 / -1) of ``a`` as team 0 against ``b`` as team 1."""
     env = make("tag", n_envs=episodes, **game_options)
     k = env.team_size
     seeds = episode_seeds(seed, episodes)
     ts = env.reset(seeds)
-    players = [Member(a, episodes, k), Member(b, episodes, k)]
+    players = [Member(a, episodes, k, sample), Member(b, episodes, k, sample)]
     everyone = np.ones(episodes, dtype=bool)
     for p in players:
         p.reset(everyone)
@@ -53,6 +53,7 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=4, help="Use every k-th member (and the newest).")
     ap.add_argument("--episodes", type=int, default=200, help="Games per pair and seat.")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--greedy", action="store_true", help="Members play their greedy argmax (as deployed) instead of sampling.")
     ap.add_argument("--json", type=Path, default=None, help="Also write the matrix and counts here.")
     args = ap.parse_args()
     members = json.loads((args.league / "members.json").read_text())
@@ -68,8 +69,8 @@ def main() -> None:
     wdl = np.zeros((n, n, 3), dtype=np.int64)  # row's wins, draws, losses over both seats
     for i in range(n):
         for j in range(i + 1, n):
-            as0 = play(paths[i], paths[j], game_options, args.episodes, args.seed)
-            as1 = -play(paths[j], paths[i], game_options, args.episodes, args.seed)
+            as0 = play(paths[i], paths[j], game_options, args.episodes, args.seed, not args.greedy)
+            as1 = -play(paths[j], paths[i], game_options, args.episodes, args.seed, not args.greedy)
             res = np.concatenate([as0, as1])
             wdl[i, j] = [(res == 1).sum(), (res == 0).sum(), (res == -1).sum()]
             wdl[j, i] = wdl[i, j][::-1]

@@ -151,12 +151,9 @@ class TagEnv(MultiAgentEnv):
     def _parse_walls(self, walls: Any) -> list[tuple[int, int]]:
         g = self.grid
         try:
-            cells = sorted({(int(c[0]), int(c[1])) for c in walls if len(c) == 2})
-            ok = len(cells) == len({tuple(c) for c in walls})
-        except (TypeError, ValueError, IndexError):
-            ok = False
-        if not ok:
-            raise EnvError(f"tag: walls must be a list of [x, y] cells, got {walls!r}")
+            cells = sorted({(int(x), int(y)) for x, y in walls})
+        except (TypeError, ValueError):
+            raise EnvError(f"tag: walls must be a list of [x, y] cells, got {walls!r}") from None
         for x, y in cells:
             if not (0 <= x < g and 0 <= y < g):
                 raise EnvError(f"tag: wall cell {[x, y]} is off the {g}x{g} board")
