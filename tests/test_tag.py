@@ -197,12 +197,14 @@ def test_snapshot_and_restore_replay_a_step():
         np.testing.assert_array_equal(getattr(first, f), getattr(again, f))
 
 
-def test_the_game_is_symmetric_under_the_half_turn_with_the_teams_swapped():
+@pytest.mark.parametrize("n,opts", [(2, {}), (3, {"grid": 8, "walls": [[2, 3], [5, 4]], "view": 3})])
+def test_the_game_is_symmetric_under_the_half_turn_with_the_teams_swapped(n, opts):
     """Team 1 in a board turned by 180 degrees sees and does exactly what team 0 does:
     the same observations, the rewards negated, the positions turned."""
-    B, n = 256, 2
+    B = 256
+    G = opts.get("grid", 7)
     swap = np.r_[n : 2 * n, 0:n]  # agent i of the turned game is agent swap[i] of the original
-    a, b = make("tag", n_envs=B, team_size=n), make("tag", n_envs=B, team_size=n)
+    a, b = make("tag", n_envs=B, team_size=n, **opts), make("tag", n_envs=B, team_size=n, **opts)
     ts_a = a.reset(9)
     b.reset(9)
     b.pos[:] = G - 1 - a.pos[:, swap]
