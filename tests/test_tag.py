@@ -348,3 +348,16 @@ def test_team_view_over_a_pettingzoo_env_with_prefix_teams():
     while not ts.done.all():
         ts = env.step(np.zeros((3, 2), dtype=int))
     assert ts.reward.shape == (3, 2)
+
+
+def test_distance_topologies_work_on_the_positions():
+    from marl_edge.envs.topology import check_topology, parse_topology
+
+    env = scripted([(0, 0), (0, 2), (6, 6), (0, 3)])
+    ts = env.step(np.zeros((1, 4), dtype=int))
+    knn = parse_topology("knn:1", 4)
+    check_topology(knn, env.spec)
+    idx, mask = knn.neighbours(ts.positions)
+    assert idx[0, :, 0].tolist() == [1, 3, 3, 1] and mask.all()  # nearest other agent, lower index on ties
+    idx, mask = parse_topology("range:1.5", 4).neighbours(ts.positions)
+    assert [set(idx[0, i][mask[0, i]].tolist()) for i in range(4)] == [set(), {3}, set(), {1}]
