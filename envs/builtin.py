@@ -7,6 +7,7 @@ from .rendezvous import RendezvousEnv
 from .rps import RPSEnv
 from .scout import ScoutEnv
 from .spread import SpreadEnv
+from .tag import TagEnv
 from .team_view import TeamView
 from .two_step import TwoStepEnv
 from .warehouse import WarehouseEnv
@@ -25,6 +26,12 @@ register(
     RPSEnv,
     "two-team zero-sum biased rock-paper-scissors (rock beats scissors by 2; payoff=[[...]]); Nash (1/4, 1/2, 1/4), value 0",
     train_steps=20_000,
+)
+register(
+    "tag",
+    TagEnv,
+    "two-team zero-sum capture the flag with tagging on a 7x7 grid (team_size=2 a side); +1/-1 at the end; local window obs, mirrored",
+    train_steps=200_000,
 )
 register(
     "team_view",

@@ -222,6 +222,13 @@ class PettingZooEnv(MultiAgentEnv):
       read after every reset and step; an agent that has left keeps its last
       position.
     * Slot ``b`` reset with seed ``s`` calls ``copy_b.reset(seed=s)``.
+    * Teams by agent-name prefix: ``teams="adversary,agent"`` (or a list of
+      prefixes) puts each agent in the team of the longest prefix its name
+      starts with, teams in the order given, and sets ``EnvSpec.teams``; so
+      MPE's ``simple_tag`` / ``simple_adversary`` (``adversary_0``,
+      ``agent_0``, ...) are two-team envs that ``team_view`` and the league can
+      train one side of. A name that matches no prefix, or a prefix that
+      matches no name, is one ``EnvError`` line. Without it the env is one team.
     """
 
     def __init__(
@@ -230,6 +237,7 @@ class PettingZooEnv(MultiAgentEnv):
         n_envs: int = 1,
         episode_limit: int | None = None,
         name: str | None = None,
+        teams: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(n_envs)
@@ -288,6 +296,8 @@ class PettingZooEnv(MultiAgentEnv):
         pos_dim = self._pos_dim if pos0 is not None else 2
 
         env_name = name or (getattr(env0, "metadata", None) or {}).get("name") or "pettingzoo"
+        prefixes = team_prefixes(teams)
+        team_idx = teams_by_prefix(self.agent_ids, prefixes) if prefixes else ()
         self.spec = EnvSpec(
             name=str(env_name),
             n_agents=n,
@@ -302,7 +312,8 @@ class PettingZooEnv(MultiAgentEnv):
             pos_dim=pos_dim,
             shared_reward=False,
             noop_action=0 if n_actions is not None else None,
-            options={"episode_limit": episode_limit, **kwargs},
+            options={"episode_limit": episode_limit, **({"teams": list(prefixes)} if prefixes else {}), **kwargs},
+            teams=team_idx,
         )
         B = self.n_envs
         self._obs_buf = np.zeros((B, n, obs_dim), dtype=np.float32)
@@ -457,11 +468,39 @@ class PettingZooEnv(MultiAgentEnv):
             env.close()
 
 
+def team_prefixes(teams: str | Sequence[str] | None) -> tuple[str, ...]:
+    """The ``teams`` option as a tuple of prefixes: ``"adversary,agent"`` or a list; None: ()."""
+    if teams is None:
+        return ()
+    raw = teams.split(",") if isinstance(teams, str) else list(teams)
+    prefixes = tuple(str(p).strip() for p in raw)
+    if len(prefixes) < 2 or any(not p for p in prefixes) or len(set(prefixes)) != len(prefixes):
+        raise EnvError(f"teams must list two or more distinct, non-empty agent-name prefixes (e.g. teams=adversary,agent), got {teams!r}")
+    return prefixes
+
+
+def teams_by_prefix(agents: Sequence[str], prefixes: Sequence[str]) -> tuple[tuple[int, ...], ...]:
+    """Agent indices per team: each agent joins the team of the longest prefix its name starts
+    with (so ``agent`` and ``agent_red`` can both be teams), teams in the order of ``prefixes``."""
+    members: list[list[int]] = [[] for _ in prefixes]
+    for i, a in enumerate(agents):
+        fits = [k for k, p in enumerate(prefixes) if a.startswith(p)]
+        if not fits:
+            raise EnvError(f"agent {a!r} matches none of the team prefixes {', '.join(prefixes)}; "
+                           f"list a prefix for it (the agents are {', '.join(agents)})")
+        members[max(fits, key=lambda k: len(prefixes[k]))].append(i)
+    empty = [p for p, m in zip(prefixes, members) if not m]
+    if empty:
+        raise EnvError(f"team prefix {empty[0]!r} matches no agent (the agents are {', '.join(agents)})")
+    return tuple(tuple(m) for m in members)
+
+
 def from_pettingzoo(factory: Callable[..., Any], n_envs: int = 1, **kwargs: Any) -> PettingZooEnv:
     """A batched ``MultiAgentEnv`` over ``n_envs`` copies of ``factory(**kwargs)``.
 
-    ``episode_limit`` (default: the env's ``max_cycles``, else 100) and
-    ``name`` are taken out of ``kwargs``; the rest go to the factory.
+    ``episode_limit`` (default: the env's ``max_cycles``, else 100), ``name``
+    and ``teams`` (agent-name prefixes, see ``PettingZooEnv``) are taken out of
+    ``kwargs``; the rest go to the factory.
     """
     return PettingZooEnv(factory, n_envs=n_envs, **kwargs)
 

@@ -36,6 +36,8 @@ CASES = [
     ("rps", {}),
     ("rps", {"payoff": [[1, -1], [-1, 1]], "episode_limit": 3}),
     ("team_view", {}),  # rps seen by team 0, a seeded random opponent
+    ("tag", {}),
+    ("tag", {"team_size": 3, "grid": 8, "view": 1, "episode_limit": 12, "walls": []}),
 ]
 IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items() if k != 'payoff') or 'default'}" for n, o in CASES]
 
@@ -124,7 +126,7 @@ def test_slot_of_batch_equals_batch_one(name, opts):
             ts = one.step(a[b : b + 1])
             assert_same(history[k + 1], ts, b, 0)
     # different seeds give different episodes (where the env is random at all)
-    if name in ("rendezvous", "spread", "warehouse"):
+    if name in ("rendezvous", "spread", "warehouse", "tag"):
         assert not np.array_equal(history[0].state[0], history[0].state[1])
 
 

@@ -62,6 +62,7 @@ BUILTIN = [
     ("dilemma", {"episode_limit": 3}),
     ("rps", {}),  # two teams, no positions: the table fallback
     ("team_view", {}),  # one team of rps against a random opponent: the table fallback
+    ("tag", {"episode_limit": 5}),
 ]
 
 

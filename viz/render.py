@@ -2,10 +2,11 @@
 
 Each built-in env has a *scene* that reads what it draws from the env's own
 attributes (the goal block of rendezvous, the shelves and packages of the
-warehouse, the landmarks of spread, the
-target and scout of scout, the payoff table of a matrix game). Any other
-env falls back to dots at its positions, or, without positions, to a table
-of the last steps' actions and rewards; so a new env renders from day one.
+warehouse, the landmarks of spread, the target and scout of scout, the walls,
+flags and both teams of tag, the payoff table of a matrix game). One team's
+view of a game (``team_view``) is drawn with the game's scene. Any other env
+falls back to dots at its positions, or, without positions, to a table of the
+last steps' actions and rewards; so a new env renders from day one.
 
 Frame ``t`` shows the world after ``t`` steps; the actions, rewards, who
 heard whom and who was absent are those of the step that led to it. Lines
@@ -161,6 +162,67 @@ def _warehouse_draw(ax: Any, frames: Sequence[Frame], k: int, spec: EnvSpec) -> 
     _grid_agents(ax, frames, k, g, carrying=np.asarray(sc["carrying"], dtype=bool))
 
 
+TEAM_COLOURS = ("#1f77b4", "#d62728")  # team 0 blue, team 1 red
+HOME_SHADES = ("#e3eefa", "#fbe5e5")
+
+
+def _tag_capture(env: Any) -> dict[str, Any]:
+    """The tag game, alone or seen by one team (``team_view``, whose ``inner`` is the game):
+    every agent's cell, so the other team is drawn too."""
+    game = getattr(env, "inner", env)
+    return {"grid": int(game.grid), "pos": game.pos[0].copy(), "wall": game.wall.copy(), "flags": game.flags.copy(),
+            "team_of": game.team_of.copy(), "outcome": int(game.outcome[0]),
+            "mine": list(getattr(env, "mine", range(len(game.team_of)))), "seat": getattr(env, "team", None)}
+
+
+def _tag_draw(ax: Any, frames: Sequence[Frame], k: int, spec: EnvSpec) -> None:
+    """Both homes (shaded in their team's colour), walls (dark), the flags (triangles) and every
+    agent as a disc in its team's colour, numbered by its index in the game; the learning team's
+    agents (``team_view``) have a black ring."""
+    f, sc, patches = frames[k], frames[k].scene, _patches()
+    g, team_of = sc["grid"], np.asarray(sc["team_of"])
+    for y in range(g):  # team 0's home is the rows with 2y < g-1, team 1's those with 2y > g-1
+        if 2 * y != g - 1:
+            ax.add_patch(patches.Rectangle((-0.5, y - 0.5), g, 1.0, color=HOME_SHADES[int(2 * y > g - 1)], zorder=0))
+    for x, y in np.argwhere(sc["wall"]):
+        ax.add_patch(patches.Rectangle((x - 0.5, y - 0.5), 1.0, 1.0, color="#555555", zorder=0.5))
+    for t, (x, y) in enumerate(sc["flags"]):
+        ax.scatter([x], [y], marker="^", s=260, c=TEAM_COLOURS[t], edgecolors="black", zorder=1)
+    ax.set_xticks(np.arange(-0.5, g, 1.0), minor=True)
+    ax.set_yticks(np.arange(-0.5, g, 1.0), minor=True)
+    ax.grid(which="minor", color="#cccccc", lw=0.8)
+    ax.tick_params(which="both", length=0, labelbottom=False, labelleft=False)
+    ax.set_xlim(-0.5, g - 0.5)
+    ax.set_ylim(-0.5, g - 0.5)
+    pos = np.asarray(sc["pos"], dtype=np.float64)
+    shown = pos.copy()
+    cells: dict[tuple[int, int], list[int]] = {}
+    for i, (x, y) in enumerate(pos):
+        cells.setdefault((int(x), int(y)), []).append(i)
+    for members in cells.values():
+        if len(members) > 1:
+            ang = np.linspace(0, 2 * np.pi, len(members), endpoint=False)
+            shown[members] += 0.22 * np.stack([np.cos(ang), np.sin(ang)], axis=1)
+    if k > 0:
+        path = np.stack([np.asarray(fr.scene["pos"], dtype=np.float64) for fr in frames[max(0, k - TRAIL) : k + 1]])
+        for i in range(path.shape[1]):
+            ax.plot(path[:, i, 0], path[:, i, 1], color=TEAM_COLOURS[team_of[i]], alpha=0.5, lw=1.4, ls=":", zorder=1)
+    mine = list(sc["mine"])
+    size = min(400.0, 2400.0 / g)
+    if f.heard:  # heard lists index the learning team's agents: map them to the game's indices
+        _heard(ax, shown[mine], f.heard, size)
+    absent = {mine[i] for i in f.absent if 0 <= i < len(mine)}
+    for i, (x, y) in enumerate(shown):
+        gone = i in absent
+        ring = sc["seat"] is not None and i in mine
+        ax.scatter([x], [y], s=size, facecolors="none" if gone else [TEAM_COLOURS[team_of[i]]],
+                   edgecolors="grey" if gone else "black", linewidths=2.2 if ring else 0.8, linestyle="--" if gone else "-", zorder=4)
+        ax.annotate(str(i), (x, y), ha="center", va="center", fontsize=8, color="grey" if gone else "white", weight="bold", zorder=5)
+    result = {1: "team 0 (blue) wins", -1: "team 1 (red) wins"}.get(sc["outcome"], "draw")
+    if f.done:
+        ax.text(0.01, 0.99, result, transform=ax.transAxes, va="top", fontsize=9, weight="bold", zorder=6)
+
+
 def _spread_capture(env: Any) -> dict[str, Any]:
     return {"landmarks": np.asarray(env.landmarks[0]).copy(), "agent_size": float(env.agent_size)}
 
@@ -284,6 +346,7 @@ SCENES: dict[str, Scene] = {
     "warehouse": Scene(_warehouse_capture, _warehouse_draw),
     "warehouse_sparse": Scene(_warehouse_capture, _warehouse_draw),
     "scout": Scene(_scout_capture, _scout_draw),
+    "tag": Scene(_tag_capture, _tag_draw),
     "matrix": Scene(_matrix_capture, _matrix_draw),
     "climbing": Scene(_matrix_capture, _matrix_draw),
     "penalty": Scene(_matrix_capture, _matrix_draw),
@@ -293,8 +356,9 @@ TABLE = Scene(lambda env: {}, _table_draw)
 
 
 def scene_for(env_name: str, has_positions: bool) -> Scene:
-    """The env's own scene, else dots (positions) or the table (none)."""
-    return SCENES.get(env_name) or (DOTS if has_positions else TABLE)
+    """The env's own scene, else dots (positions) or the table (none). One team's view of a
+    game (``team_view``, named ``GAME[team k]``) is drawn with the game's scene."""
+    return SCENES.get(env_name) or SCENES.get(env_name.split("[team ")[0]) or (DOTS if has_positions else TABLE)
 
 
 # ---- frames and files ------------------------------------------------------------------------
