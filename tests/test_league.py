@@ -180,7 +180,7 @@ def test_config_file_errors_are_one_line(tmp_path):
 # exploiters never beat their targets (a win rate cannot exceed 1.0), so they are frozen at
 # their budgets, and a league exploiter is re-initialised at every snapshot
 BUDGETS = dict(game="rps", steps=128, chunk=32, snapshot_every=64, main_exploiter_budget=64, league_exploiter_budget=32,
-               win_threshold=1.0, league_exploiter_reset=1.0, n_envs=8, seed=2, set=RPS_SET)
+               win_threshold=1.0, league_exploiter_reset=1.0, n_envs=8, seed=2, parity_steps=1, set=RPS_SET)
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +256,7 @@ def test_table_prints_members_elo_and_win_rates(rps_league, tmp_path):
 def test_resume_after_kill_9_ends_with_the_same_league(tmp_path):
     """A league killed with SIGKILL after its second snapshot and resumed ends with the
     members.json (but for the created times) and payoff.json of one never killed."""
-    cfg = dict(BUDGETS, steps=256, win_threshold=0.7, league_exploiter_reset=0.25, min_games=8, main_exploiter_budget=128)
+    cfg = dict(BUDGETS, steps=192, win_threshold=0.7, league_exploiter_reset=0.25, min_games=8, main_exploiter_budget=128)
     cfg_file = tmp_path / "league.yaml"
     cfg_file.write_text(yaml.safe_dump(cfg))
     full = tmp_path / "full"
