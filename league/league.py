@@ -204,8 +204,11 @@ class Table:
     members: list[Member]
     payoff: Payoff
 
+    def __post_init__(self) -> None:
+        self._rows = self.payoff.indices()
+
     def row(self, m: int) -> int:
-        return self.payoff.index(self.members[m].name)
+        return self._rows[self.members[m].name]
 
     def history(self, learner: str) -> list[int]:
         """Member indices of ``learner``'s snapshots, oldest first."""
@@ -459,8 +462,8 @@ class League:
 
     def play_turn(self, st: LearnerState) -> None:
         """``chunk`` env steps of ``st`` against its role's opponents; every finished episode is a game."""
-        learner, me = self.learners[st.name], self.payoff.index(st.row_name)
-        self.choice.p = opponent_distribution(self.cfg, st.role, me, self.table, self.mains)
+        learner, me, table = self.learners[st.name], self.payoff.index(st.row_name), self.table
+        self.choice.p = opponent_distribution(self.cfg, st.role, me, table, self.mains)
         budget = min(self.cfg.chunk, self.cfg.steps - st.env_steps)
         seed_rng, env = self.seed_rngs[st.name], self.env
         opponent: dict[int, int] = {}  # episode index -> member
@@ -485,7 +488,7 @@ class League:
             note(ro)
             if finished:
                 for e in finished:
-                    self.payoff.record(me, self.table.row(opponent.pop(e.index)), outcome(e.ret))
+                    self.payoff.record(me, table.row(opponent.pop(e.index)), outcome(e.ret))
                 learner.observe({k: np.stack([e.data[k] for e in finished]) for k in finished[0].data})
         st.env_steps += ro.env_steps
         st.gen_steps += ro.env_steps

@@ -72,6 +72,10 @@ class Payoff:
                 return i
         raise LeagueError(f"no player {name!r} in the payoff table")
 
+    def indices(self) -> dict[str, int]:
+        """Every player's index, by name."""
+        return {p.name: i for i, p in enumerate(self.players)}
+
     def add(self, name: str, kind: str, role: str, learner: str) -> int:
         """A new player with no games; returns its index."""
         if kind not in KINDS:
