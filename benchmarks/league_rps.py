@@ -14,7 +14,7 @@ the FSP learner) the script computes exactly (``envs/rps.py``):
 
 It asserts nothing (benchmarks/README.md).
 
-    python benchmarks/league_rps.py --steps 24000 --fsp
+    python benchmarks/league_rps.py --fsp
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ from marl_edge.league.selfplay import SelfPlayConfig, run_selfplay
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=24_000, help="env steps per learner")
-    ap.add_argument("--snapshot-every", type=int, default=1_000, help="main agent (and FSP): env steps between snapshots")
-    ap.add_argument("--chunk", type=int, default=500, help="env steps of a learner's turn")
+    # multiples of --n-envs, so that the league's and FSP's snapshots fall on the same env steps
+    ap.add_argument("--steps", type=int, default=24_576, help="env steps per learner")
+    ap.add_argument("--snapshot-every", type=int, default=1_024, help="main agent (and FSP): env steps between snapshots")
+    ap.add_argument("--chunk", type=int, default=512, help="env steps of a learner's turn")
     ap.add_argument("--ent", type=float, default=0.3, help="IPPO's entropy bonus (constant)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-envs", type=int, default=16)

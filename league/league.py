@@ -345,6 +345,19 @@ class League:
         self.env.set_pool(self.pool)
         self.mains = [name for name, role in cfg.learner_names() if role == "main"]
         self.learners: dict[str, Learner] = {}
+        try:
+            self._open(Path(root), resume)
+        except BaseException:
+            self.env.close()
+            raise
+        self.seed_rngs = {}
+        for st in self.states:
+            g = np.random.default_rng(0)
+            g.bit_generator.state = st.seed_rng
+            self.seed_rngs[st.name] = g
+
+    def _open(self, root: Path, resume: bool) -> None:
+        cfg = self.cfg
         if resume:
             self.dir = LeagueDir(root)
             self._restore()
@@ -360,11 +373,6 @@ class League:
                 create_run_dir(self.run_spec(), self.dir.learner_path(st.name))
                 self.learners[st.name] = self.build(st)
                 self.payoff.add(st.row_name, "learner", st.role, st.name)
-        self.seed_rngs = {}
-        for st in self.states:
-            g = np.random.default_rng(0)
-            g.bit_generator.state = st.seed_rng
-            self.seed_rngs[st.name] = g
 
     # ---- building, saving and restoring learners ----
     def run_spec(self) -> RunSpec:
