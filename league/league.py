@@ -170,7 +170,8 @@ def league_config_from_dict(raw: Any, where: str) -> LeagueConfig:
             else:
                 ok = isinstance(v, want)
             if not ok:
-                raise LeagueError(f"{where}: {f.name} must be a {want.__name__}, got {v!r}")
+                kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[want]
+                raise LeagueError(f"{where}: {f.name} must be {kind}, got {v!r}")
     cfg = LeagueConfig(**{k: (float(v) if isinstance(getattr(defaults, k), float) else v) for k, v in raw.items()})
     cfg.set = {str(k): _set_value(v) for k, v in (cfg.set or {}).items()}
     cfg.game_options = dict(cfg.game_options or {})

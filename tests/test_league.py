@@ -171,7 +171,7 @@ def test_config_file_errors_are_one_line(tmp_path):
     with pytest.raises(LeagueError, match="must be 1"):
         read_league_config(bad)
     bad.write_text("steps: many\n")
-    with pytest.raises(LeagueError, match="steps must be a int"):
+    with pytest.raises(LeagueError, match="steps must be an integer"):
         read_league_config(bad)
 
 
