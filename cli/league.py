@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import numpy as np
 
 from .common import Progress, debug_option, emit_json, require_train_extra, run_command
 
@@ -13,9 +14,10 @@ from .common import Progress, debug_option, emit_json, require_train_extra, run_
 def league_cmd():
     """Competitive teams: train one team of a two-team env against frozen
     snapshots of itself, each an exported bundle played by ONNX Runtime
-    (docs/league.md). `marl-league selfplay` trains; `marl-league members`
-    lists a league's members (and, for matrix games such as rps, their exact
-    exploitability)."""
+    (docs/league.md). `marl-league selfplay` trains; `marl-league league`
+    trains an AlphaStar-style league; `marl-league members` lists a league's
+    members (and, for matrix games such as rps, their exact exploitability);
+    `marl-league table` prints a league's Elo and win-rate matrix."""
 
 
 @league_cmd.command("selfplay")
@@ -78,7 +80,8 @@ def members_cmd(league_dir, as_json, debug):
 
     league = LeagueDir(league_dir)
     members = league.members()
-    sp = league.config()["selfplay"]
+    stored = league.config()
+    sp = stored.get("selfplay") or stored["league"]  # a self-play run or a league: both name the game and the seat
     rows = [m.to_dict() for m in members]
     env = make(sp["game"], n_envs=1, **sp["game_options"])
     one_round_matrix = len(env.spec.teams) == 2 and env.spec.episode_limit == 1 and "payoff" in env.spec.options
@@ -96,6 +99,113 @@ def members_cmd(league_dir, as_json, debug):
     if as_json:
         emit_json({"league_dir": str(league_dir), "members": rows})
     return 0
+
+
+@league_cmd.command("league")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
+              help="The league config (YAML or JSON; keys: the fields of league.league.LeagueConfig, algorithm keys under set:). "
+                   "Optional with --resume, which reads the league's own.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="The league directory (new, or the one to resume).")
+@click.option("--resume", is_flag=True, help="Continue the league in --out from its last commit (after a crash or kill -9).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line of stdout.")
+@debug_option
+def league_run_cmd(config_file, out, resume, as_json, debug):
+    """Train an AlphaStar-style league (main agents, main exploiters, league
+    exploiters, PFSP) into OUT; the learners take turns in this process."""
+    require_train_extra("marl-league", ("torch", "onnx"))
+    from ..league.league import read_league_config, run_league
+    from ..league.opponents import LeagueError
+
+    if config_file is None and not resume:
+        raise LeagueError("a new league needs --config FILE (only --resume reads the league's own)")
+    cfg = read_league_config(config_file) if config_file is not None else None
+    bar: Progress | None = None
+
+    def progress(row: dict) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = Progress(row["total_steps"], "steps", enabled=True)
+        bar.update(row["env_steps"], f"round {row['round']}, {row['learner']}, members {row['members']}")
+
+    res = run_league(out, cfg, resume=resume, progress=progress)
+    if bar is not None:
+        bar.close()
+    say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    roles = ", ".join(f"{n} {r}" for r, n in res["members_by_role"].items())
+    say(f"league   {res['league_dir']}: {res['members']} members ({roles}) after {res['rounds']} rounds, {res['games']:,} games, "
+        f"in {res['wall_s']:.1f} s")
+    for ln in res["learners"]:
+        say(f"learner  {ln['name']:<20} {ln['role']:<17} {ln['env_steps']:>9,} steps  {ln['snapshots']} snapshots  "
+            f"{ln['resets']} resets  Elo {ln['elo']:.0f}")
+    say(f"next     marl-league table {res['league_dir']}")
+    if as_json:
+        emit_json(res)
+    return 0
+
+
+@league_cmd.command("table")
+@click.argument("league_dir", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line of stdout.")
+@click.option("--plot", "plot_file", type=click.Path(path_type=Path), default=None, help="Also draw the win-rate matrix as a heatmap (PNG; needs matplotlib).")
+@debug_option
+def table_cmd(league_dir, as_json, plot_file, debug):
+    """Print a league's players (members, then learners) with role, env steps, games and
+    Elo, and the win-rate matrix: row i's win rate against column j (draws count half)."""
+    from ..league.members import LeagueDir
+    from ..league.payoff import read_payoff
+
+    league = LeagueDir(league_dir)
+    steps = {m.name: m.env_steps for m in league.members()}
+    state_path = Path(league_dir) / "state.json"
+    if state_path.is_file():
+        import json
+
+        for ln in json.loads(state_path.read_text())["learners"]:
+            steps[f"{ln['name']}@{ln['generation']}"] = ln["env_steps"]
+    payoff = read_payoff(league_dir)
+    elo, wr = payoff.elo(), payoff.win_rate_matrix()
+    rows = [{"index": i, "name": p.name, "kind": p.kind, "role": p.role, "env_steps": steps.get(p.name),
+             "games": int(payoff.games[i].sum()), "elo": round(float(elo[i]), 1)} for i, p in enumerate(payoff.players)]
+    order = [r["index"] for r in rows if r["kind"] == "member"] + [r["index"] for r in rows if r["kind"] == "learner"]
+    say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    say(f"{'#':>3}  {'player':<30} {'role':<17} {'env steps':>9} {'games':>7} {'Elo':>7}")
+    for k, i in enumerate(order):
+        r = rows[i]
+        st = "-" if r["env_steps"] is None else f"{r['env_steps']:,}"
+        say(f"{k:>3}  {r['name'] + (' (learner)' if r['kind'] == 'learner' else ''):<30} {r['role'] or '-':<17} {st:>9} "
+            f"{r['games']:>7,} {r['elo']:>7.1f}")
+    say("")
+    say("win rate of row against column (draws count half; . = no games)")
+    say("     " + "".join(f"{k:>5}" for k in range(len(order))))
+    for k, i in enumerate(order):
+        say(f"{k:>3}  " + "".join("    ." if np.isnan(wr[i, j]) else f"{wr[i, j]:5.2f}" for j in order))
+    if plot_file is not None:
+        _plot_win_rates(plot_file, [rows[i]["name"] for i in order], wr[np.ix_(order, order)])
+        say(f"plot     {plot_file}")
+    if as_json:
+        emit_json({"league_dir": str(league_dir), "players": [rows[i] for i in order],
+                   "win_rate": [[None if np.isnan(wr[i, j]) else round(float(wr[i, j]), 4) for j in order] for i in order]})
+    return 0
+
+
+def _plot_win_rates(out: Path, names: list[str], wr: np.ndarray) -> None:
+    """The win-rate matrix as a heatmap (grey where two players never met)."""
+    from ..viz.figure import check_out, new_figure, save_figure
+
+    out = check_out(out, (".png",))
+    n = len(names)
+    fig, ax = new_figure((2.0 + 0.45 * n, 1.5 + 0.4 * n))
+    shown = np.ma.masked_invalid(wr)
+    im = ax.imshow(shown, vmin=0.0, vmax=1.0, cmap="RdBu")
+    ax.set_facecolor("0.85")
+    ax.set_xticks(range(n), names, rotation=90, fontsize=7)
+    ax.set_yticks(range(n), names, fontsize=7)
+    ax.set_xlabel("opponent")
+    ax.set_ylabel("player")
+    ax.set_title("win rate (row against column)")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    save_figure(fig, out)
 
 
 def main() -> None:

@@ -6,8 +6,11 @@
       league.json           the self-play config (mode, game, algo, budget, seed)
       members.json          the members, oldest first (Member.to_dict each)
       members/<name>/       each member's bundle (contract 5), made by the marl-export code
-      learner/              the learner's run directory (config.json, checkpoints/): the
-                            export reads a snapshot's weights from there
+      learner/              self-play: the learner's run directory (config.json, checkpoints/):
+                            the export reads a snapshot's weights from there
+      learners/<name>/      a league (league.py): one run directory per learner
+      payoff.json           a league: the payoff counts and Elo (payoff.py)
+      state.json            a league: where --resume continues from (league.py)
 
 Every JSON file is written to a temporary file and renamed; a bundle is
 built in a temporary folder and renamed (``export.bundle.export_run``). A
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -56,6 +60,7 @@ class Member:
     env_steps: int  # the learner's env steps when it was taken
     created: str  # wall-clock time, ISO 8601
     bundle: str  # the bundle folder, relative to the league directory
+    role: str = ""  # league: main | main_exploiter | league_exploiter ("" in self-play; older members.json have none)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,7 +76,7 @@ class LeagueDir:
     def create(cls, root: Path, config: dict[str, Any]) -> "LeagueDir":
         root = Path(root)
         if (root / MEMBERS).exists() or (root / CONFIG).exists():
-            raise LeagueError(f"{root} already holds a league; choose another --out (resuming a league is not supported yet)")
+            raise LeagueError(f"{root} already holds a league; choose another --out (marl-league league continues one with --resume)")
         try:
             (root / "members").mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -100,10 +105,28 @@ class LeagueDir:
     def config(self) -> dict[str, Any]:
         return json.loads((self.root / CONFIG).read_text())
 
-    def new_member(self, learner: str, mode: str, env_steps: int) -> Member:
+    def learner_path(self, learner: str) -> Path:
+        """A league learner's run directory."""
+        return self.root / "learners" / learner
+
+    def new_member(self, learner: str, mode: str, env_steps: int, role: str = "") -> Member:
         """The record of the next snapshot of ``learner`` (not yet listed)."""
         name = f"{learner}-{len(self.members()):06d}"
-        return Member(name, learner, mode, int(env_steps), time.strftime("%Y-%m-%dT%H:%M:%S%z"), f"members/{name}")
+        return Member(name, learner, mode, int(env_steps), time.strftime("%Y-%m-%dT%H:%M:%S%z"), f"members/{name}", role)
+
+    def truncate(self, n: int) -> list[Member]:
+        """Keep the first ``n`` members and delete every other bundle folder (a resume
+        drops what a killed run listed or exported after its last commit); returns the
+        members kept."""
+        kept = self.members()[:n]
+        if len(kept) < n:
+            raise LeagueError(f"{self.root / MEMBERS} lists {len(kept)} members, the league's state expects {n}; it cannot be resumed")
+        write_json_atomic(self.root / MEMBERS, [m.to_dict() for m in kept])
+        listed = {Path(m.bundle).name for m in kept}
+        for p in (self.root / "members").iterdir():
+            if p.name not in listed:
+                shutil.rmtree(p, ignore_errors=True)
+        return kept
 
     def add(self, member: Member) -> None:
         """List ``member`` (its bundle must be complete already)."""
