@@ -189,7 +189,8 @@ def play_matches(specs: Sequence[MatchSpec], workers: int = 0, address: str | No
     ``workers=0``: in this process, one match after the other. ``workers>=1``:
     one Ray task per match, on a local Ray of ``workers`` CPUs (``address=None``)
     or on the cluster at ``address`` ("auto", "HOST:6379", "ray://HOST:10001"),
-    whose CPUs then set the parallelism. Ray is shut down before returning."""
+    whose CPUs then set the parallelism. A Ray started here is shut down before
+    returning; one the caller started (``ray.is_initialized()``) is used and left running."""
     check_workers(workers, address)
     if workers == 0:
         return [play_match(s) for s in specs]
@@ -197,9 +198,10 @@ def play_matches(specs: Sequence[MatchSpec], workers: int = 0, address: str | No
     import logging
 
     shipped = {p: BundleBytes.read(p) for p in dict.fromkeys(Path(x) for s in specs for x in (s.bundle_a, s.bundle_b))}
-    if address is None:
+    ours = not ray.is_initialized()  # a caller's running Ray is used as it is, and left running
+    if ours and address is None:
         ray.init(num_cpus=workers, include_dashboard=False, logging_level=logging.WARNING)
-    else:
+    elif ours:
         ray.init(address=address, logging_level=logging.WARNING)
     try:
         refs = {p: ray.put(bb) for p, bb in shipped.items()}  # each bundle enters the object store once
@@ -212,7 +214,8 @@ def play_matches(specs: Sequence[MatchSpec], workers: int = 0, address: str | No
                 raise e.cause from None
             raise
     finally:
-        ray.shutdown()
+        if ours:
+            ray.shutdown()
 
 
 # ---- a round-robin of a league's members: the payoff by evaluation ----------------------------------------
