@@ -103,7 +103,7 @@ def members_cmd(league_dir, as_json, debug):
 @click.option("--episodes", type=int, default=100, show_default=True, help="Episodes per match (per pair and seat).")
 @click.option("--workers", type=int, default=0, show_default=True,
               help="0: play in this process; N >= 1: one Ray task per match on a local Ray of N CPUs (the ray extra).")
-@click.option("--address", default=None, help="Join this Ray cluster instead (auto, HOST:6379 or ray://HOST:10001); needs --workers >= 1.")
+@click.option("--address", default=None, help="Join this Ray cluster instead (auto or HOST:6379); needs --workers >= 1.")
 @click.option("--seats", type=click.Choice(["auto", "one", "both"]), default="auto", show_default=True,
               help="Per pair, play one seat order or both; auto: one for a symmetric matrix game, both otherwise.")
 @click.option("--greedy", is_flag=True, help="Members play their greedy argmax instead of sampling from their logits.")

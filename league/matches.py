@@ -33,7 +33,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..envs import make
+from ..envs import EnvSpec, make
 from ..envs.base import episode_seeds
 from ..errors import UserError
 from ..runtime.bundle import MANIFEST, load_bundle
@@ -74,28 +74,32 @@ class MatchResult:
                 "return_b": self.return_b, "episodes": self.episodes, "wall_s": self.wall_s}
 
 
-def _check_bundle(path: Path, game: str, obs_dim: int, n_actions: int | None) -> None:
-    """A member's policy must read this game's observations and choose among its actions."""
-    spec = load_bundle(path, verify_files=False).manifest.env_spec
-    if spec.obs_dim != obs_dim or spec.n_actions != n_actions:
-        raise LeagueError(f"{path}: the bundle takes obs_dim {spec.obs_dim} and {spec.n_actions} actions; "
-                          f"{game} has obs_dim {obs_dim} and {n_actions} actions")
+def check_match(spec: MatchSpec) -> EnvSpec:
+    """The game's spec, once the match is known to be playable: a two-team game with discrete
+    actions, and bundles whose policies fit their team (agents, observations, actions).
+    ``play_matches`` checks every spec before it starts Ray, so errors name the user's paths."""
+    if spec.episodes < 1:
+        raise LeagueError(f"a match needs at least 1 episode, got {spec.episodes}")
+    env = make(spec.game, n_envs=1, **spec.game_options)
+    gs = env.spec
+    env.close()
+    if len(gs.teams) != 2 or not gs.discrete:
+        raise LeagueError(f"{spec.game}: a match needs a game with two teams and discrete actions")
+    for path, team in zip((spec.bundle_a, spec.bundle_b), gs.teams):
+        bs = load_bundle(path, verify_files=False).manifest.env_spec
+        if (bs.n_agents, bs.obs_dim, bs.n_actions) != (len(team), gs.obs_dim, gs.n_actions):
+            raise LeagueError(f"{path}: the bundle has {bs.n_agents} agent(s), obs_dim {bs.obs_dim} and {bs.n_actions} actions; "
+                              f"its team in {spec.game} has {len(team)}, {gs.obs_dim} and {gs.n_actions}")
+    return gs
 
 
 def play_match(spec: MatchSpec) -> MatchResult:
     """Play ``spec`` in this process (see the module docstring); the same spec gives the same result."""
-    if spec.episodes < 1:
-        raise LeagueError(f"a match needs at least 1 episode, got {spec.episodes}")
     start = time.perf_counter()
+    teams = [list(t) for t in check_match(spec).teams]
     batch = min(spec.episodes, MAX_BATCH)
     env = make(spec.game, n_envs=batch, **spec.game_options)
     try:
-        gs = env.spec
-        if len(gs.teams) != 2 or not gs.discrete:
-            raise LeagueError(f"{spec.game}: a match needs a game with two teams and discrete actions")
-        teams = [list(t) for t in gs.teams]
-        for path in (spec.bundle_a, spec.bundle_b):
-            _check_bundle(Path(path), spec.game, gs.obs_dim, gs.n_actions)
         sides = [Member(Path(p), batch, len(t), spec.sample) for p, t in zip((spec.bundle_a, spec.bundle_b), teams)]
         n_chunks = -(-spec.episodes // batch)
         seeds = episode_seeds(spec.seed, n_chunks * batch)  # prefix-stable: padding the last chunk changes nothing before it
@@ -188,7 +192,7 @@ def play_matches(specs: Sequence[MatchSpec], workers: int = 0, address: str | No
 
     ``workers=0``: in this process, one match after the other. ``workers>=1``:
     one Ray task per match, on a local Ray of ``workers`` CPUs (``address=None``)
-    or on the cluster at ``address`` ("auto", "HOST:6379", "ray://HOST:10001"),
+    or on the cluster at ``address`` ("auto" or "HOST:6379"),
     whose CPUs then set the parallelism. A Ray started here is shut down before
     returning; one the caller started (``ray.is_initialized()``) is used and left running."""
     check_workers(workers, address)
@@ -197,6 +201,8 @@ def play_matches(specs: Sequence[MatchSpec], workers: int = 0, address: str | No
     ray = _import_ray()
     import logging
 
+    for s in specs:
+        check_match(s)
     shipped = {p: BundleBytes.read(p) for p in dict.fromkeys(Path(x) for s in specs for x in (s.bundle_a, s.bundle_b))}
     ours = not ray.is_initialized()  # a caller's running Ray is used as it is, and left running
     if ours and address is None:

@@ -71,7 +71,7 @@ def test_a_spec_fixes_the_result_whatever_the_batch(bundles, monkeypatch):
 
 
 def test_a_bundle_for_another_game_and_a_missing_ray_are_one_line_errors(bundles, monkeypatch):
-    with pytest.raises(LeagueError, match="obs_dim 2 .* rps has obs_dim 3"):
+    with pytest.raises(LeagueError, match="obs_dim 2 and 3 actions; its team in rps has 1, 3 and 3"):
         play_match(MatchSpec(bundles["rock"], bundles["paper"], game_options={"episode_limit": 2}, episodes=1))
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now fails
     with pytest.raises(LeagueError, match=r"pip install 'marl-edge\[ray\]'") as e:
@@ -87,22 +87,22 @@ def local_ray():
     ray.shutdown()
 
 
-def test_the_same_results_with_and_without_ray(bundles, local_ray, tmp_path):
-    # Ray's workers get the bundles as bytes: play from a copy that is gone before the matches run remotely
+def test_the_same_results_with_and_without_ray(bundles, local_ray, tmp_path, monkeypatch):
     names = ["uniform", "rock", "paper"]
     copies = {n: shutil.copytree(bundles[n], tmp_path / n) for n in names}
     specs = [s for _, _, s in matches.round_robin([copies[n] for n in names], "rps", {}, episodes=40, seed=3)]
     here = play_matches(specs, workers=0)
-    shipped = {p: matches.BundleBytes.read(p) for p in copies.values()}
-    for p in copies.values():
-        shutil.rmtree(p)
-    monkeypatch = pytest.MonkeyPatch()
-    monkeypatch.setattr(matches.BundleBytes, "read", classmethod(lambda cls, p: shipped[Path(p)]))
-    try:
-        on_ray = play_matches(specs, workers=2)
-    finally:
-        monkeypatch.undo()
-    assert not local_ray.is_initialized()  # play_matches shuts Ray down
+    read = matches.BundleBytes.read
+
+    def read_then_delete(cls, path):  # each bundle is gone once the driver has read it: workers must play the shipped bytes
+        out = read(path)
+        shutil.rmtree(path)
+        return out
+
+    monkeypatch.setattr(matches.BundleBytes, "read", classmethod(read_then_delete))
+    on_ray = play_matches(specs, workers=2)
+    assert not any(p.exists() for p in copies.values())
+    assert not local_ray.is_initialized()  # play_matches shuts down the Ray it started
     assert on_ray == here and len(here) == 6
     assert [r.wins for r in here] != [0] * 6 and all(r.wall_s > 0 for r in on_ray)
 
