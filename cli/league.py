@@ -135,7 +135,9 @@ def payoff_cmd(league_dir, episodes, workers, address, seats, greedy, seed, as_j
     where = "in process" if workers == 0 else f"on Ray ({address or f'local, {workers} workers'})"
     say(f"payoff   {len(members)} members, {len(plan)} matches of {episodes} episodes ({'both seats' if both else 'one seat'}), {where}")
     t0 = time.perf_counter()
-    results = play_matches([s for _, _, s in plan], workers=workers, address=address)
+    bar = Progress(len(plan), "matches", enabled=True)
+    results = play_matches([s for _, _, s in plan], workers=workers, address=address, progress=bar.update)
+    bar.close()
     wall = time.perf_counter() - t0
     table = payoff_table([m.name for m in members], [(a, b) for a, b, _ in plan], results)
     table |= {"game": game, "game_options": game_options, "episodes": episodes, "seed": seed, "seats": "both" if both else "one",

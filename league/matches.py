@@ -29,7 +29,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -187,17 +187,24 @@ def check_workers(workers: int, address: str | None) -> None:
         raise LeagueError("--address joins a Ray cluster; give --workers >= 1 with it")
 
 
-def play_matches(specs: Sequence[MatchSpec], workers: int = 0, address: str | None = None) -> list[MatchResult]:
+def play_matches(specs: Sequence[MatchSpec], workers: int = 0, address: str | None = None,
+                 progress: Callable[[int], None] | None = None) -> list[MatchResult]:
     """Every spec's result, in spec order.
 
     ``workers=0``: in this process, one match after the other. ``workers>=1``:
     one Ray task per match, on a local Ray of ``workers`` CPUs (``address=None``)
     or on the cluster at ``address`` ("auto" or "HOST:6379"),
     whose CPUs then set the parallelism. A Ray started here is shut down before
-    returning; one the caller started (``ray.is_initialized()``) is used and left running."""
+    returning; one the caller started (``ray.is_initialized()``) is used and left running.
+    ``progress(n_done)`` is called as matches finish (in any order on Ray)."""
     check_workers(workers, address)
     if workers == 0:
-        return [play_match(s) for s in specs]
+        results = []
+        for s in specs:
+            results.append(play_match(s))
+            if progress is not None:
+                progress(len(results))
+        return results
     ray = _import_ray()
     import logging
 
@@ -214,6 +221,12 @@ def play_matches(specs: Sequence[MatchSpec], workers: int = 0, address: str | No
         task = ray.remote(num_cpus=1)(play_shipped)
         pending = [task.remote(s, refs[Path(s.bundle_a)], refs[Path(s.bundle_b)]) for s in specs]
         try:
+            waiting = list(pending)
+            while waiting:
+                done, waiting = ray.wait(waiting, num_returns=1)
+                ray.get(done)  # raises a task's error as soon as it is known
+                if progress is not None:
+                    progress(len(pending) - len(waiting))
             return list(ray.get(pending))
         except ray.exceptions.RayTaskError as e:
             if isinstance(e.cause, UserError):  # a user error on the worker stays a one-line user error

@@ -100,10 +100,11 @@ def test_the_same_results_with_and_without_ray(bundles, local_ray, tmp_path, mon
         return out
 
     monkeypatch.setattr(matches.BundleBytes, "read", classmethod(read_then_delete))
-    on_ray = play_matches(specs, workers=2)
+    seen: list[int] = []
+    on_ray = play_matches(specs, workers=2, progress=seen.append)
     assert not any(p.exists() for p in copies.values())
     assert not local_ray.is_initialized()  # play_matches shuts down the Ray it started
-    assert on_ray == here and len(here) == 6
+    assert on_ray == here and len(here) == 6 and seen == [1, 2, 3, 4, 5, 6]
     assert [r.wins for r in here] != [0] * 6 and all(r.wall_s > 0 for r in on_ray)
 
 
