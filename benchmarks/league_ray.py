@@ -75,6 +75,8 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=100, help="episodes per match")
     ap.add_argument("--workers", default="1,2", help="comma-separated Ray worker counts")
     args = ap.parse_args()
+    # a local Ray on loopback only (Ray's single-machine mode; read when ray is first imported)
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     print(f"# machine: {platform.machine()} {platform.system()}, {os.cpu_count()} cores, python {platform.python_version()}, "
           f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -80,9 +80,18 @@ def test_a_bundle_for_another_game_and_a_missing_ray_are_one_line_errors(bundles
 
 
 @pytest.fixture
-def local_ray():
-    """Local Ray only; whatever a test starts is shut down, even when it fails."""
+def local_ray(monkeypatch):
+    """A local Ray on loopback only; whatever a test starts is shut down, even when it fails.
+
+    Ray on Linux binds its local processes to the machine's network address unless
+    its single-machine mode is set before ``import ray`` (the variable's name is Ray's)."""
+    if "ray" not in sys.modules:
+        monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = pytest.importorskip("ray")
+    from ray._private import ray_constants
+
+    if ray_constants.ENABLE_RAY_CLUSTER:
+        pytest.skip("ray was imported before this test could keep it on loopback")
     yield ray
     ray.shutdown()
 
