@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,6 +75,7 @@ def main() -> None:
     ap.add_argument("--snapshot-every", type=int, default=250, help="env steps between its snapshots")
     ap.add_argument("--episodes", type=int, default=100, help="episodes per match")
     ap.add_argument("--workers", default="1,2", help="comma-separated Ray worker counts")
+    ap.add_argument("--repeats", type=int, default=3, help="runs of every config, interleaved; the table shows medians")
     args = ap.parse_args()
     # a local Ray on loopback only (Ray's single-machine mode; read when ray is first imported)
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -89,25 +91,34 @@ def main() -> None:
         specs = [s for _, _, s in round_robin(paths, game, options, args.episodes, seed=0, both_seats=not is_symmetric(game, options))]
         print(f"# {len(paths)} members of {game}: {len(specs)} matches of {args.episodes} episodes")
 
-        rows, reference = [], None
-        for workers in [0] + [int(w) for w in args.workers.split(",")]:
-            if workers == 0:
-                t0 = time.perf_counter()
-                results = play_matches(specs, workers=0)
-                start, wall, stop = 0.0, time.perf_counter() - t0, 0.0
-            else:
-                results, start, wall, stop = ray_run(specs, workers)
-            reference = reference if reference is not None else results
-            rows.append((workers, wall, start, stop, results == reference))
+        configs = [0] + [int(w) for w in args.workers.split(",")]
+        runs: dict[int, list[tuple[float, float, float]]] = {w: [] for w in configs}
+        same = {w: True for w in configs}
+        reference = None
+        for _ in range(args.repeats):  # interleaved, so a change in the machine's load hits every config alike
+            for workers in configs:
+                if workers == 0:
+                    t0 = time.perf_counter()
+                    results = play_matches(specs, workers=0)
+                    start, wall, stop = 0.0, time.perf_counter() - t0, 0.0
+                else:
+                    results, start, wall, stop = ray_run(specs, workers)
+                reference = reference if reference is not None else results
+                same[workers] = same[workers] and results == reference
+                runs[workers].append((start, wall, stop))
 
-    print(f"\n{'how':<16} {'matches s':>9} {'matches/s':>10} {'vs in process':>14} {'ray start s':>12} {'ray stop s':>11} "
+    n = len(specs)
+    print(f"\n{args.repeats} repeat(s); medians, with the range of matches/s over the repeats")
+    print(f"{'how':<16} {'matches s':>9} {'matches/s':>10} {'range':>13} {'vs in process':>14} {'ray start s':>12} {'ray stop s':>11} "
           f"{'matches/s incl. start+stop':>27} {'same results':>13}")
-    base = len(specs) / rows[0][1]
-    for workers, wall, start, stop, same in rows:
+    base = n / statistics.median(r[1] for r in runs[0])
+    for workers in configs:
+        start, wall, stop = (statistics.median(r[k] for r in runs[workers]) for k in range(3))
+        rates = [n / r[1] for r in runs[workers]]
         how = "in process" if workers == 0 else f"ray, {workers} worker{'s' if workers > 1 else ''}"
         ray_cols = f"{start:12.2f} {stop:11.2f}" if workers else f"{'-':>12} {'-':>11}"
-        print(f"{how:<16} {wall:9.2f} {len(specs) / wall:10.2f} {len(specs) / wall / base:13.2f}x {ray_cols} "
-              f"{len(specs) / (start + wall + stop):27.2f} {'yes' if same else 'NO':>13}")
+        print(f"{how:<16} {wall:9.2f} {n / wall:10.2f} {min(rates):6.2f}-{max(rates):<6.2f} {n / wall / base:13.2f}x {ray_cols} "
+              f"{statistics.median(n / sum(r) for r in runs[workers]):27.2f} {'yes' if same[workers] else 'NO':>13}")
     print(f"# load at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

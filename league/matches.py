@@ -24,7 +24,6 @@ shared filesystem and no copy of the league directory.
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
@@ -142,7 +141,6 @@ def _play_chunk(env: Any, sides: list[Member], teams: list[list[int]], seeds: np
 class BundleBytes:
     """A bundle folder as bytes (relative path -> content), to ship to a worker without a shared filesystem."""
 
-    digest: str
     files: dict[str, bytes]
 
     @classmethod
@@ -150,20 +148,15 @@ class BundleBytes:
         path = Path(path)
         if not (path / MANIFEST).is_file():
             raise LeagueError(f"{path} is not a bundle (no {MANIFEST})")
-        files = {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
-        h = hashlib.sha256()
-        for name, data in files.items():
-            h.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
-        return cls(h.hexdigest(), files)
+        return cls({p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()})
 
-    def write(self, root: Path) -> Path:
-        """Unpack under ``root``; returns the bundle folder."""
-        out = Path(root) / self.digest[:16]
+    def write(self, out: Path) -> Path:
+        """Unpack into the new folder ``out`` and return it (``load_bundle`` checks the files' sha256 when the match loads it)."""
         for name, data in self.files.items():
-            target = out / name
+            target = Path(out) / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
-        return out
+        return Path(out)
 
 
 def play_shipped(spec: MatchSpec, a: BundleBytes, b: BundleBytes) -> MatchResult:
