@@ -151,5 +151,8 @@ def test_cli_payoff_writes_counts_and_elo(bundles, tmp_path):
     both = json.loads(r.output.strip().splitlines()[-1])["payoff"]
     assert both["seats"] == "both" and np.array(both["games"]).sum() == 6 * 2 * 2 * 2
 
+    r = CliRunner().invoke(league_cmd, ["payoff", str(lg), "--address", "auto"])  # --workers 0 would ignore the cluster
+    assert r.exit_code != 0 and "give --workers >= 1" in str(r.exception)
+
     r = CliRunner().invoke(league_cmd, ["payoff", str(tmp_path / "nothing"), "--episodes", "2"])
     assert r.exit_code != 0 and "not a league directory" in str(r.exception or r.output)
