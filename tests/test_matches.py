@@ -88,6 +88,8 @@ def local_ray(monkeypatch):
     if "ray" not in sys.modules:
         monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = pytest.importorskip("ray")
+    if not hasattr(ray, "remote"):  # pytest imports the checkout's root package under its folder's name: a checkout named "ray"
+        pytest.skip(f"'ray' is {ray.__file__}, not Ray")
     from ray._private import ray_constants
 
     if ray_constants.ENABLE_RAY_CLUSTER:
