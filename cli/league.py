@@ -208,6 +208,65 @@ def _plot_win_rates(out: Path, names: list[str], wr: np.ndarray) -> None:
     save_figure(fig, out)
 
 
+@league_cmd.command("payoff")
+@click.argument("league_dir", type=click.Path(path_type=Path))
+@click.option("--episodes", type=int, default=100, show_default=True, help="Episodes per match (per pair and seat).")
+@click.option("--workers", type=int, default=0, show_default=True,
+              help="0: play in this process; N >= 1: one Ray task per match on a local Ray of N CPUs (the ray extra).")
+@click.option("--address", default=None, help="Join this Ray cluster instead (auto or HOST:6379); needs --workers >= 1.")
+@click.option("--seats", type=click.Choice(["auto", "one", "both"]), default="auto", show_default=True,
+              help="Per pair, play one seat order or both; auto: one for a symmetric matrix game, both otherwise.")
+@click.option("--greedy", is_flag=True, help="Members play their greedy argmax instead of sampling from their logits.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the episodes of every match (the same episodes for every pair).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line of stdout.")
+@debug_option
+def payoff_cmd(league_dir, episodes, workers, address, seats, greedy, seed, as_json, debug):
+    """Round-robin evaluation of LEAGUE_DIR's members: every pair plays --episodes
+    episodes (in both seats when the game is asymmetric), in process or as Ray tasks.
+    Writes LEAGUE_DIR/payoff-eval.json (win/draw/game counts, win rates, Elo) and prints the table."""
+    import time
+
+    from ..league.matches import check_workers, is_symmetric, member_game, payoff_table, play_matches, round_robin
+    from ..league.members import LeagueDir, write_json_atomic
+    from ..league.opponents import LeagueError
+
+    league = LeagueDir(league_dir)
+    members = league.members()
+    if len(members) < 2:
+        raise LeagueError(f"{league_dir} has {len(members)} member(s); a payoff needs at least 2")
+    if episodes < 1:
+        raise LeagueError(f"--episodes must be >= 1, got {episodes}")
+    check_workers(workers, address)
+    paths = [league.bundle_path(m) for m in members]
+    game, game_options = member_game(paths[0])
+    both = seats == "both" or (seats == "auto" and not is_symmetric(game, game_options))
+    plan = round_robin(paths, game, game_options, episodes, seed, sample=not greedy, both_seats=both)
+    say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    where = "in process" if workers == 0 else f"on Ray ({address or f'local, {workers} workers'})"
+    say(f"payoff   {len(members)} members, {len(plan)} matches of {episodes} episodes ({'both seats' if both else 'one seat'}), {where}")
+    t0 = time.perf_counter()
+    bar = Progress(len(plan), "matches", enabled=True)
+    results = play_matches([s for _, _, s in plan], workers=workers, address=address, progress=bar.update)
+    bar.close()
+    wall = time.perf_counter() - t0
+    table = payoff_table([m.name for m in members], [(a, b) for a, b, _ in plan], results)
+    table |= {"game": game, "game_options": game_options, "episodes": episodes, "seed": seed, "seats": "both" if both else "one",
+              "sample": not greedy, "workers": workers, "address": address, "wall_s": round(wall, 3),
+              "matches": [{"a": members[a].name, "b": members[b].name} | r.to_dict() for (a, b, _), r in zip(plan, results)]}
+    write_json_atomic(league.root / "payoff-eval.json", table)
+    names = table["members"]
+    width = max(len(n) for n in names)
+    say("win rate of the row member against the column member (draws count half), and Elo:")
+    say(f"{'':4}{'member':<{width}}  " + " ".join(f"{k:>5}" for k in range(len(names))) + "      elo")
+    for k, (n, row) in enumerate(zip(names, table["win_rate"])):
+        cells = " ".join("    -" if x is None else f"{x:5.2f}" for x in row)
+        say(f"{k:>3} {n:<{width}}  {cells}  {table['elo'][n]:7.1f}")
+    say(f"played   {len(plan)} matches in {wall:.1f} s ({len(plan) / wall:.1f} matches/s); wrote {league.root / 'payoff-eval.json'}")
+    if as_json:
+        emit_json({"league_dir": str(league_dir), "payoff": table})
+    return 0
+
+
 def main() -> None:
     run_command(league_cmd, prog_name="marl-league")
 
