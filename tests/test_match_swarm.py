@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from procs import no_children_left
-from marl_edge.envs import make
+from marl_edge.envs import EnvSpec, MultiAgentEnv, make, register
 from marl_edge.envs.rps import BIASED_RPS
 from marl_edge.runtime.bundle import Bundle, BundleError, load_bundle
 from marl_edge.runtime.match import MatchError, evaluate_match, plan_match
@@ -95,6 +95,74 @@ def test_cli_match_eval_and_swarm_agree(members, cli):
     assert e["returns"] == s["returns"] and e["opponent_returns"] == s["opponent_returns"] and e["wins"] == s["wins"]
     assert "match    team A:" in sw.stderr and "match    team A:" in ev.stderr
     assert no_children_left()
+
+
+# ---- a team game: two agents a team, observations of their own, episodes that differ by seed --------
+
+
+class _Duel(MultiAgentEnv):
+    """A test game, zero-sum, two teams of two: each step every agent sees 3 fresh random
+    numbers of its own (from the slot's seeded generator; wide enough that even an untrained
+    policy's greedy action depends on them) and its team scores the sum of its agents'
+    actions minus the other team's, mod 3, minus 1. Four steps."""
+
+    def __init__(self, n_envs: int = 1) -> None:
+        super().__init__(n_envs)
+        self.spec = EnvSpec(name="match_duel", n_agents=4, obs_dim=3, state_dim=12, episode_limit=4, n_actions=3,
+                            shared_reward=False, options={}, teams=((0, 1), (2, 3)))
+        self.x = np.zeros((n_envs, 4, 3), dtype=np.float32)
+
+    def _draw(self, idx) -> None:
+        for i in idx:
+            self.x[i] = self.rng(int(i)).normal(0.0, 10.0, (4, 3))
+
+    def _reset_slots(self, idx) -> None:
+        self._draw(idx)
+
+    def _step(self, actions, active):
+        r = ((actions[:, 0] + actions[:, 1] - actions[:, 2] - actions[:, 3]) % 3 - 1).astype(np.float32)
+        self._draw(np.flatnonzero(active))
+        return np.stack([r, r, -r, -r], axis=1), self._t + 1 >= self.spec.episode_limit
+
+    def _obs(self):
+        return self.x.copy()
+
+    def _state(self):
+        return self.x.reshape(self.n_envs, -1).copy()
+
+
+@pytest.fixture(scope="module")
+def duel(tmp_path_factory):
+    """Two untrained one-team bundles of the duel (the export's parity check rebuilds the game by
+    name, so it is registered while the module runs): A trained as team 0, recurrent; B as team 1, feed-forward."""
+    from marl_edge.envs import registry
+    from marl_edge.league.selfplay import SelfPlayConfig, export_learner, new_learner
+
+    register("match_duel", _Duel, "test game: two teams of two", train_steps=100)
+    root = tmp_path_factory.mktemp("duel")
+    out = {}
+    try:
+        for name, team, seed, algo in (("a", 0, 1, {}), ("b", 1, 2, {"recurrent": False})):
+            env, learner, run_dir = new_learner(root / f"run_{name}", SelfPlayConfig(game="match_duel", team=team, steps=1, seed=seed), algo)
+            env.close()
+            export_learner(run_dir, learner, 0, root / name)
+            out[name] = root / name
+        yield out
+    finally:
+        registry._REGISTRY.pop("match_duel", None)
+
+
+def test_team_game_match_swarm_equals_the_in_process_match(duel):
+    """Four agent processes of two bundles: every episode differs, every agent sees its own observations."""
+    res = run_swarm(duel["a"], SwarmOptions(episodes=8, seed=3), opponent=duel["b"])
+    ref = evaluate_match(duel["a"], duel["b"], episodes=8, seed=3, n_envs=3)
+    assert no_children_left()
+    assert res["agents"] == 4 and res["noop_actions"] == 0 and not res["absences"]
+    assert res["returns"] == ref["returns"] and res["opponent_returns"] == ref["opponent_returns"]
+    assert res["lengths"] == ref["lengths"] == [4] * 8
+    assert ref["opponent_returns"] == [-r for r in ref["returns"]]
+    assert len(set(ref["returns"])) > 1, ref["returns"]  # the episodes differ: the seeds reach both sides
+    assert [(t["team"], t["trained_as"], t["agents"]) for t in res["match"]["teams"]] == [(0, 0, [0, 1]), (1, 1, [2, 3])]
 
 
 # ---- what cannot meet: one line each ----------------------------------------------------------------
