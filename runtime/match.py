@@ -58,7 +58,7 @@ class Seat:
 
     @property
     def trained_as(self) -> int:
-        return int(self.bundle.manifest.env.options.get("team", 0))
+        return trained_team(self.bundle)
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,13 @@ class Match:
         return {"game": self.game, "game_options": self.game_options,
                 "teams": [{"bundle": str(seat.bundle.path), "team": seat.team, "trained_as": seat.trained_as, "agents": list(seat.agents)}
                           for seat in self.seats]}
+
+
+def trained_team(b: Bundle) -> int:
+    """The team a one-team bundle was trained as: its manifest's ``seat`` (bundles written
+    before that field: the ``team`` option of its team_view env)."""
+    seat = b.manifest.seat
+    return seat.team if seat is not None else int(b.manifest.env.options.get("team", 0))
 
 
 def _game_of(b: Bundle, role: str) -> tuple[str, dict[str, Any]]:
@@ -115,9 +122,13 @@ def plan_match(a: Bundle, b: Bundle) -> Match:
         raise MatchError(f"the bundles play {game} with different options: {json.dumps(options, sort_keys=True)} "
                          f"against {json.dumps(options_b, sort_keys=True)}")
     for role, x in (("bundle", a), ("opponent", b)):
+        seat = x.manifest.seat
+        if seat is not None and (seat.game, seat.teams) != (game, spec.teams):
+            raise MatchError(f"{role} {x.path} records team {seat.team} of {seat.game} with teams {[list(t) for t in seat.teams]}, "
+                             f"but {game} now has teams {[list(t) for t in spec.teams]}")
         if x.communicates:
             raise MatchError(f"{role} {x.path} sends messages (comm {x.manifest.comm}); a match does not route a team's messages yet")
-    team_a = int(a.manifest.env.options.get("team", 0))
+    team_a = trained_team(a)
     seats = []
     for role, x, team in (("bundle", a, team_a), ("opponent", b, 1 - team_a)):
         agents = tuple(spec.teams[team])

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from procs import no_children_left
 from marl_edge.envs import EnvSpec, MultiAgentEnv, make, register
 from marl_edge.envs.rps import BIASED_RPS
-from marl_edge.runtime.bundle import Bundle, BundleError, load_bundle
+from marl_edge.runtime.bundle import Bundle, BundleError, TeamSeat, load_bundle
 from marl_edge.runtime.match import MatchError, evaluate_match, plan_match
 from marl_edge.runtime.policy import OrtPolicy
 from marl_edge.runtime.swarm import SwarmOptions, run_swarm
@@ -163,6 +163,38 @@ def test_team_game_match_swarm_equals_the_in_process_match(duel):
     assert ref["opponent_returns"] == [-r for r in ref["returns"]]
     assert len(set(ref["returns"])) > 1, ref["returns"]  # the episodes differ: the seeds reach both sides
     assert [(t["team"], t["trained_as"], t["agents"]) for t in res["match"]["teams"]] == [(0, 0, [0, 1]), (1, 1, [2, 3])]
+
+
+# ---- the seat in the manifest ---------------------------------------------------------------------------
+
+
+def test_a_one_team_bundle_records_its_seat_and_old_bundles_still_play(members, duel, tmp_path):
+    assert load_bundle(duel["b"]).manifest.seat == TeamSeat("match_duel", ((0, 1), (2, 3)), 1)
+    m = load_bundle(members[0]).manifest
+    assert m.seat == TeamSeat("rps", ((0,), (1,)), 0) and m.seat.agents == (0,)
+    raw = json.loads((members[0] / "swarm.json").read_text())
+    assert raw["seat"] == {"game": "rps", "teams": [[0], [1]], "team": 0} and m.to_dict() == raw  # written through the same type
+
+    def drop_seat(d):  # a bundle written before the field: its team comes from the team_view options
+        del d["seat"], d["env_spec"]["teams"]
+
+    old = load_bundle(_edit_manifest(members[1], tmp_path / "old", drop_seat))
+    assert old.manifest.seat is None and old.manifest.env_spec.teams == ()
+    new, ref = evaluate_match(members[0], old.path, 2, seed=1), evaluate_match(members[0], members[1], 2, seed=1)
+    assert new["returns"] == ref["returns"] and new["match"]["teams"][1]["trained_as"] == 0
+
+    def bad_team(d):
+        d["seat"]["team"] = 2
+
+    with pytest.raises(BundleError, match=r"seat\.team: expected an integer in 0\.\.1, got 2"):
+        load_bundle(_edit_manifest(members[1], tmp_path / "bad", bad_team))
+
+    def other_teams(d):
+        d["seat"]["teams"] = [[1], [0]]
+
+    moved = load_bundle(_edit_manifest(members[1], tmp_path / "moved", other_teams))
+    with pytest.raises(MatchError, match=r"records team 0 of rps with teams \[\[1\], \[0\]\], but rps now has teams \[\[0\], \[1\]\]"):
+        plan_match(load_bundle(members[0]), moved)
 
 
 # ---- what cannot meet: one line each ----------------------------------------------------------------
