@@ -108,6 +108,7 @@ class World:
 
     def __init__(self, stage: Bundle | Stage, transport: Transport, swarm: str, opts: WorldOptions) -> None:
         self.stage = stage if isinstance(stage, Stage) else Stage.of_bundle(stage, swarm)
+        self.b: Bundle | None = None if isinstance(stage, Stage) else stage  # the bundle whose env it plays (None: a match's game)
         self.opts, self.swarm = opts, swarm
         spec = self.stage.spec
         self.n = spec.n_agents
