@@ -37,6 +37,7 @@ from ..wire import protocol as P
 from .agent import bundle_id
 from .bundle import MANIFEST, Bundle, BundleError, load_bundle
 from .keys import PUBLIC_KEYS, WORLD_USER, agent_user, generate_swarm_keys, inside, load_keys, secret_name
+from .match import TeamsTransport, outcomes, plan_match
 from .metrics import percentiles
 from .trace import TraceWriter
 from .transport import ZmqTransport
@@ -391,8 +392,6 @@ class MatchLauncher(Launcher):
                            ("--swarm-id", opts.swarm_id is not None)):
             if used:
                 raise BundleError(f"{what} is not supported with --opponent yet: a match runs its own world and spawns both teams")
-        from .match import plan_match
-
         keys = list(opts.trusted_keys) or None
         self.match = plan_match(load_bundle(bundle_dir, trusted_keys=keys), load_bundle(opponent_dir, trusted_keys=keys))
         super().__init__(bundle_dir, opts)  # checks the options, makes the run folder and (through _keys) the keys
@@ -415,8 +414,6 @@ class MatchLauncher(Launcher):
         return world.transport.endpoints[self.seat[i][0]]
 
     def make_world(self, wopts: WorldOptions) -> World:
-        from .match import TeamsTransport
-
         teams = []
         for k, seat in enumerate(self.match.seats):
             keys = self.team_world_keys[k] if self.secure else None
@@ -425,8 +422,6 @@ class MatchLauncher(Launcher):
         return World(self.match.stage(self.swarm), TeamsTransport(teams), self.swarm, wopts)
 
     def _summary(self, stats: Any, agents: list[dict[str, Any]], startup: float) -> dict[str, Any]:
-        from .match import outcomes
-
         out = super()._summary(stats, agents, startup)
         ra, rb = [r[0] for r in stats.team_returns], [r[1] for r in stats.team_returns]
         return out | {"opponent": str(self.match.seats[1].bundle.path), "mean_return": float(np.mean(ra)) if ra else float("nan"),
