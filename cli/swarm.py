@@ -111,7 +111,7 @@ def swarm_cmd(bundle_dir, opponent_dir, episodes, seed, transport, mode, hz, dro
     bar = Progress(episodes, "episodes", enabled=not quiet and not live)  # the live table shows the episode
     view = LiveView(sys.stderr, episodes) if live else None
     try:
-        res = run_swarm(bundle_dir, opts, progress=lambda r: bar.update(r["episode"], f"return {r['return']:.3g}"), watch=view,
+        res = run_swarm(bundle_dir, opts, progress=lambda r: bar.update(r["episode"], _episode_note(r)), watch=view,
                         opponent=opponent_dir)
     finally:
         bar.close()
@@ -198,6 +198,14 @@ class LiveView:
         else:
             self.stream.write(live_line(rows, head) + "\n")
         self.stream.flush()
+
+
+def _episode_note(r: dict[str, Any]) -> str:
+    """The progress bar's note on a finished episode: its return (a match: each team's)."""
+    if "team_returns" in r:
+        a, b = r["team_returns"]
+        return f"returns A {a:.3g}, B {b:.3g}"
+    return f"return {r['return']:.3g}"
 
 
 def _finite(o: Any) -> Any:

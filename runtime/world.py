@@ -287,7 +287,7 @@ class World:
                     self.stats.team_returns.append(team_ret)
                 self.stats.lengths.append(t)
                 if progress is not None:
-                    progress({"episode": ep + 1, "return": ret, "steps": self.stats.steps})
+                    progress({"episode": ep + 1, "return": ret, "steps": self.stats.steps} | ({"team_returns": team_ret} if teams else {}))
             if trace is not None:
                 trace.end(self.stats.returns)
         finally:
