@@ -115,9 +115,9 @@ def plan_match(a: Bundle, b: Bundle) -> Match:
     env.close()
     if game_b != game:
         raise MatchError(f"the bundles play different games: {a.path} plays {game}, {b.path} plays {game_b}")
-    spec_b = make(game_b, n_envs=1, **options_b)
-    same = json.dumps(spec_b.spec.options, sort_keys=True) == json.dumps(spec.options, sort_keys=True)
-    spec_b.close()
+    env_b = make(game_b, n_envs=1, **options_b)
+    same = json.dumps(env_b.spec.options, sort_keys=True) == json.dumps(spec.options, sort_keys=True)  # with every default filled in
+    env_b.close()
     if not same:
         raise MatchError(f"the bundles play {game} with different options: {json.dumps(options, sort_keys=True)} "
                          f"against {json.dumps(options_b, sort_keys=True)}")
@@ -129,6 +129,9 @@ def plan_match(a: Bundle, b: Bundle) -> Match:
         if x.communicates:
             raise MatchError(f"{role} {x.path} sends messages (comm {x.manifest.comm}); a match does not route a team's messages yet")
     team_a = trained_team(a)
+    if len(spec.teams) != 2 or team_a not in (0, 1):
+        raise MatchError(f"a match needs a game of two teams and a bundle of team 0 or 1; {game} has {len(spec.teams) or 1} team(s), "
+                         f"{a.path} plays team {team_a}")
     seats = []
     for role, x, team in (("bundle", a, team_a), ("opponent", b, 1 - team_a)):
         agents = tuple(spec.teams[team])
