@@ -12,6 +12,9 @@ from .common import debug_option, emit_json, run_command
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("target", type=click.Path(path_type=Path))
+@click.option("--opponent", "opponent", type=click.Path(path_type=Path), default=None,
+              help="Bundles from marl-league: play TARGET's team against this bundle's team in their two-team game (both greedy); "
+                   "the same episodes as marl-swarm TARGET --opponent. Reports both teams' returns and TARGET's wins/draws/losses.")
 @click.option("--episodes", type=int, default=32, show_default=True, help="How many episodes to play (episode i has the same seed in every command).")
 @click.option("--seed", type=int, default=None, help="Episode seeds come from this (default: the run's seed).")
 @click.option("--checkpoint", "step", type=int, default=None, help="Env step of the checkpoint (default: latest).")
@@ -30,7 +33,7 @@ from .common import debug_option, emit_json, run_command
 @click.option("--render-episode", type=int, default=0, show_default=True, help="Which evaluated episode --render draws (0 = the first).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line of stdout.")
 @debug_option
-def eval_cmd(target, episodes, seed, step, msg_loss, sample, trusted_keys, render_out, render_episode, as_json, debug):
+def eval_cmd(target, opponent, episodes, seed, step, msg_loss, sample, trusted_keys, render_out, render_episode, as_json, debug):
     """Greedy (or, with --sample, sampled) evaluation of TARGET: a run directory made by marl-train (torch),
     or a bundle made by marl-export (ONNX Runtime, no torch).
 
@@ -56,6 +59,8 @@ def eval_cmd(target, episodes, seed, step, msg_loss, sample, trusted_keys, rende
     from ..runtime.bundle import is_bundle
 
     say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    if opponent is not None:
+        return _eval_match(target, opponent, episodes, seed, sample, step, msg_loss, trusted_keys, render_out, say, as_json)
     if is_bundle(target):
         if sample:
             raise ConfigError("--sample applies to run directories; an exported policy acts greedily (masked argmax)")
@@ -89,6 +94,29 @@ def eval_cmd(target, episodes, seed, step, msg_loss, sample, trusted_keys, rende
             raise RuntimeError(f"the rendered episode returned {pic['return']}, the evaluated one {r[render_episode]}: the replay diverged")
         say(f"rendered episode {render_episode} ({pic['steps']} steps, return {pic['return']:.3f}): {pic['frames']} frames in {render_out}")
         res["render"] = pic | {"episode": render_episode}
+    if as_json:
+        emit_json(res)
+    return 0
+
+
+def _eval_match(target: Path, opponent: Path, episodes: int, seed: int | None, sample: bool, step: int | None, msg_loss: float,
+                trusted_keys: tuple[Path, ...], render_out: Path | None, say, as_json: bool) -> int:
+    """``marl-eval A --opponent B``: the match in process (``runtime.match.evaluate_match``)."""
+    from ..runtime.bundle import is_bundle
+    from ..runtime.match import evaluate_match
+    from ..train.config import ConfigError
+
+    for what, used in (("--sample", sample), ("--checkpoint", step is not None), ("--msg-loss", msg_loss > 0), ("--render", render_out is not None)):
+        if used:
+            raise ConfigError(f"{what} does not apply with --opponent: a match plays two bundles greedily")
+    if not is_bundle(target):
+        raise ConfigError(f"--opponent plays two bundles; {target} is not one (no swarm.json)")
+    res = evaluate_match(target, opponent, episodes, seed, trusted_keys=list(trusted_keys) or None)
+    for k, t in enumerate(res["match"]["teams"]):
+        rs = res["returns" if k == 0 else "opponent_returns"]
+        say(f"team {'AB'[k]}   {t['bundle']}: team {t['team']} of {res['match']['game']} (trained as team {t['trained_as']}), "
+            f"return {sum(rs) / len(rs):.3f} mean")
+    say(f"match    team A: {res['wins']} wins, {res['draws']} draws, {res['losses']} losses over {episodes} episodes (seed {res['seed']}, ONNX Runtime)")
     if as_json:
         emit_json(res)
     return 0

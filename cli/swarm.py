@@ -16,6 +16,9 @@ from .common import Progress, debug_option, emit_json, run_command
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("bundle_dir", type=click.Path(path_type=Path))
+@click.option("--opponent", "opponent_dir", type=click.Path(path_type=Path), default=None,
+              help="A match: BUNDLE_DIR's team against this bundle's team in the two-team game both were trained on (bundles from "
+                   "marl-league); every agent of both is its own process. Reports both teams' returns and BUNDLE_DIR's wins/draws/losses.")
 @click.option("--episodes", type=int, default=8, show_default=True, help="How many episodes the world plays.")
 @click.option("--seed", type=int, default=None, help="Episode seeds come from this (default: the source run's seed, as in marl-eval).")
 @click.option("--transport", type=click.Choice(["ipc", "tcp"]), default="ipc", show_default=True,
@@ -49,7 +52,7 @@ from .common import Progress, debug_option, emit_json, run_command
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line of stdout.")
 @click.option("--quiet", is_flag=True, help="No progress bar (the summary lines still print).")
 @debug_option
-def swarm_cmd(bundle_dir, episodes, seed, transport, mode, hz, drop, delay_steps, metrics_out, kills, restarts, world_bind, no_spawn,
+def swarm_cmd(bundle_dir, opponent_dir, episodes, seed, transport, mode, hz, drop, delay_steps, metrics_out, kills, restarts, world_bind, no_spawn,
               swarm_id, start_timeout, write_profiles, hosts, base_port, trusted_keys, insecure, curve_ipc, secret_key, public_keys, trace_path,
               live, as_json, quiet, debug):
     """Run BUNDLE_DIR (from marl-export) as a swarm: one OS process per agent,
@@ -68,6 +71,13 @@ def swarm_cmd(bundle_dir, episodes, seed, transport, mode, hz, drop, delay_steps
     _signals_raise()
     keys = tuple(str(k) for k in trusted_keys)
     b = load_bundle(bundle_dir, trusted_keys=list(keys) or None)
+    n_agents = b.n_agents
+    if opponent_dir is not None:
+        from ..runtime.match import plan_match
+
+        if write_profiles is not None:
+            raise BundleError("--write-profiles is not supported with --opponent yet: write each bundle's profiles on its own")
+        n_agents = plan_match(b, load_bundle(opponent_dir, trusted_keys=list(keys) or None)).spec.n_agents  # --kill/--restart name the game's agents
     if insecure and (curve_ipc or secret_key is not None or public_keys is not None):
         raise BundleError("--insecure runs without keys: drop --curve/--secret-key/--public-keys (or --insecure)")
     if insecure:
@@ -87,7 +97,7 @@ def swarm_cmd(bundle_dir, episodes, seed, transport, mode, hz, drop, delay_steps
                        f"--secret-key {write_profiles / 'world.key_secret'} --public-keys {write_profiles / 'public_keys.json'}")
         return 0
     opts = SwarmOptions(episodes=episodes, seed=seed, transport=transport, mode=mode, hz=hz, drop=drop, delay_steps=delay_steps,
-                        kills=[parse_at(k, b.n_agents, "kill") for k in kills], restarts=[parse_at(r, b.n_agents, "restart") for r in restarts],
+                        kills=[parse_at(k, n_agents, "kill") for k in kills], restarts=[parse_at(r, n_agents, "restart") for r in restarts],
                         world_bind=world_bind, spawn=not no_spawn, start_timeout_s=start_timeout, trusted_keys=keys,
                         swarm_id=(swarm_id or bundle_id(Path(bundle_dir) / "swarm.json")) if no_spawn else swarm_id,
                         security="insecure" if insecure else "curve" if curve_ipc else "auto", secret_key=secret_key, public_keys=public_keys,
@@ -97,11 +107,12 @@ def swarm_cmd(bundle_dir, episodes, seed, transport, mode, hz, drop, delay_steps
     say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     if b.signer:
         say(f"signed   by trusted key {b.signer}; every agent checks the signature too")
-    say(f"swarm    {b.n_agents} agent {'processes' if not no_spawn else 'processes started elsewhere'} + world, {transport}, {mode}, {episodes} episodes")
+    say(f"swarm    {n_agents} agent {'processes' if not no_spawn else 'processes started elsewhere'} + world, {transport}, {mode}, {episodes} episodes")
     bar = Progress(episodes, "episodes", enabled=not quiet and not live)  # the live table shows the episode
     view = LiveView(sys.stderr, episodes) if live else None
     try:
-        res = run_swarm(bundle_dir, opts, progress=lambda r: bar.update(r["episode"], f"return {r['return']:.3g}"), watch=view)
+        res = run_swarm(bundle_dir, opts, progress=lambda r: bar.update(r["episode"], _episode_note(r)), watch=view,
+                        opponent=opponent_dir)
     finally:
         bar.close()
         if view is not None:
@@ -116,7 +127,14 @@ def swarm_cmd(bundle_dir, episodes, seed, transport, mode, hz, drop, delay_steps
                 for sess in a["sessions"]:
                     f.write(json.dumps(_finite(sess)) + "\n")
             f.write(json.dumps(_finite({"summary": {k: v for k, v in res.items() if k != "per_agent"}})) + "\n")
-    say(f"return   {res['mean_return']:.3f} mean over {res['episodes']} episodes (seed {res['seed']})")
+    if "match" in res:
+        for k, t in enumerate(res["match"]["teams"]):
+            rs = res["returns" if k == 0 else "opponent_returns"]
+            say(f"team {'AB'[k]}   {t['bundle']}: team {t['team']} of {res['match']['game']} (trained as team {t['trained_as']}), "
+                f"return {sum(rs) / max(1, len(rs)):.3f} mean")
+        say(f"match    team A: {res['wins']} wins, {res['draws']} draws, {res['losses']} losses over {res['episodes']} episodes (seed {res['seed']})")
+    else:
+        say(f"return   {res['mean_return']:.3f} mean over {res['episodes']} episodes (seed {res['seed']})")
     say(f"speed    {res['steps_per_s']:,.0f} steps/s, step p50 {res['step_ms_p50']:.2f} ms / p99 {res['step_ms_p99']:.2f} ms; "
         f"act p50 {res['act_latency_us_p50']:.1f} µs / p99 {res['act_latency_us_p99']:.1f} µs; start-up {res['startup_s']:.2f} s")
     if res["msg_frame_bytes"]:
@@ -180,6 +198,14 @@ class LiveView:
         else:
             self.stream.write(live_line(rows, head) + "\n")
         self.stream.flush()
+
+
+def _episode_note(r: dict[str, Any]) -> str:
+    """The progress bar's note on a finished episode: its return (a match: each team's)."""
+    if "team_returns" in r:
+        a, b = r["team_returns"]
+        return f"returns A {a:.3g}, B {b:.3g}"
+    return f"return {r['return']:.3g}"
 
 
 def _finite(o: Any) -> Any:

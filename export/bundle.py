@@ -113,6 +113,21 @@ def export_run(
     return summary
 
 
+def _team_seat(env_name: str, spec: Any) -> dict[str, Any] | None:
+    """A one-team bundle (the ``team_view`` env a league learner trains on, docs/league.md)
+    records which team of which game it plays: the manifest's ``seat``. The game's teams
+    come from the game itself, built with the options the view recorded."""
+    if env_name != "team_view":
+        return None
+    from ..envs import make
+
+    o = spec.options
+    game = make(o["game"], n_envs=1, **o["game_options"])
+    teams = game.spec.teams
+    game.close()
+    return {"game": o["game"], "teams": [list(t) for t in teams], "team": int(o["team"])}
+
+
 def _own_public_key(private_key: Any) -> Any:
     """The public half of ``private_key`` as the runtime's trusted keys (the export checks its own signature)."""
     from ..runtime.signing import TrustedKeys, key_id
@@ -168,6 +183,8 @@ def _build(tmp: Path, net: Any, rs: Any, ck_step: int, run_dir: Path, quantize: 
         "agents": agents,
         "source": {"run_dir": str(run_dir.resolve()), "checkpoint_step": ck_step, "seed": rs.run.seed, "git": git_revision()},
     }
+    if (seat := _team_seat(rs.run.env, spec)) is not None:
+        raw["seat"] = seat
 
     # one schema for writing and reading: the manifest and the cards are written through runtime.bundle's
     # types, so what is written is what the runtime's checks accept (a file's checksums are filled in below)

@@ -18,6 +18,9 @@ size, whether the policies are recurrent (``recurrent``: a ``hidden`` input
 and ``hidden_out`` output; feed-forward ones have neither), the policy's
 inputs and outputs with shapes (``null`` = the dynamic batch), the agents with each file's sha256, the source run and checkpoint,
 and the export's verification results (docs/export.md section 1 is the schema).
+A one-team bundle (a league member, env ``team_view``) also records its
+``seat``: which team of which two-team game its agents play (``TeamSeat``;
+absent in bundles written before the field, and in every other bundle).
 
 ``Manifest.parse`` and ``AgentCard.parse`` check every field once (presence,
 type, range, and the fields against each other) into frozen dataclasses; a
@@ -206,6 +209,42 @@ class Source:
         return {"run_dir": self.run_dir, "checkpoint_step": self.checkpoint_step, "seed": self.seed, "git": self.git}
 
 
+@dataclass(frozen=True)
+class TeamSeat:
+    """``seat`` of the manifest: the bundle's agents are team ``team`` of ``game``, whose
+    teams (the game's agent indices, ``EnvSpec.teams``) are ``teams``; agent ``i`` of the
+    bundle plays the game's agent ``teams[team][i]``."""
+
+    game: str
+    teams: tuple[tuple[int, ...], ...]
+    team: int
+
+    @property
+    def agents(self) -> tuple[int, ...]:
+        return self.teams[self.team]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"game": self.game, "teams": [list(t) for t in self.teams], "team": self.team}
+
+
+def _parse_teams(raw: Any, f: _Fields, path: str) -> tuple[tuple[int, ...], ...]:
+    """A list of teams, each a list of agent indices (EnvSpec.teams); the split itself is checked by the caller."""
+    return tuple(tuple(f.int(i, f"{path}[{k}][{j}]", 0) for j, i in enumerate(f.list(t, f"{path}[{k}]")))
+                 for k, t in enumerate(f.list(raw, path)))
+
+
+def _parse_seat(raw: Any, n: int, f: _Fields) -> TeamSeat:
+    d = f.map(raw, "seat")
+    teams = _parse_teams(f.get(d, "teams", "seat"), f, "seat.teams")
+    flat = sorted(i for t in teams for i in t)
+    if len(teams) < 2 or flat != list(range(len(flat))):
+        f.fail("seat.teams", f"expected two or more teams splitting the game's agents 0..N-1 once each, got {[list(t) for t in teams]}")
+    team = f.int(f.get(d, "team", "seat"), "seat.team", 0, len(teams) - 1)
+    if len(teams[team]) != n:
+        f.fail("seat.team", f"team {team} has {len(teams[team])} agents, the bundle {n}")
+    return TeamSeat(f.str(f.get(d, "game", "seat"), "seat.game"), teams, team)
+
+
 _SPEC_INTS = {"n_agents": 1, "obs_dim": 1, "state_dim": 0, "episode_limit": 1, "pos_dim": 1}
 
 
@@ -231,6 +270,7 @@ def _parse_env_spec(raw: Any, f: _Fields) -> EnvSpec:
     if how not in SCALARISATIONS:
         f.fail("env_spec.reward_scalarisation", f"expected one of {', '.join(SCALARISATIONS)}, got {_show(how)}")
     kw["reward_scalarisation"] = how
+    kw["teams"] = _parse_teams(d.get("teams", []), f, "env_spec.teams")  # bundles written before the key: one team
     try:
         return EnvSpec(**kw)
     except EnvError as e:  # its own checks, should they grow
@@ -318,6 +358,7 @@ class Manifest:
     agents: tuple[AgentRecord, ...]
     source: Source
     verification: dict[str, Any] | None = None  # absent until the export's checks have passed
+    seat: TeamSeat | None = None  # a one-team bundle's team in its two-team game (None: not one, or written before the field)
     # the id of the trusted key whose signature over these exact bytes verified (runtime.signing);
     # None when no --trusted-key was given. Not part of swarm.json (the signature is a file beside it).
     signer: str | None = dataclasses.field(default=None, compare=False)
@@ -386,6 +427,7 @@ class Manifest:
             f.map(f.get(src, "git", "source"), "source.git"),
         )
         ver = raw.get("verification")
+        seat = raw.get("seat")
         m = cls(
             format=FORMAT,
             format_version=FORMAT_VERSION,
@@ -409,6 +451,7 @@ class Manifest:
             agents=agents,
             source=source,
             verification=None if ver is None else f.map(ver, "verification"),
+            seat=None if seat is None else _parse_seat(seat, n, f),
         )
         _check_io(m, f)
         return m
@@ -437,6 +480,8 @@ class Manifest:
             "agents": [a.to_dict() for a in self.agents],
             "source": self.source.to_dict(),
         }
+        if self.seat is not None:
+            d["seat"] = self.seat.to_dict()
         if self.verification is not None:
             d["verification"] = self.verification
         return d

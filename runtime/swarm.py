@@ -35,8 +35,9 @@ import numpy as np
 
 from ..wire import protocol as P
 from .agent import bundle_id
-from .bundle import MANIFEST, BundleError, load_bundle
+from .bundle import MANIFEST, Bundle, BundleError, load_bundle
 from .keys import PUBLIC_KEYS, WORLD_USER, agent_user, generate_swarm_keys, inside, load_keys, secret_name
+from .match import TeamsTransport, outcomes, plan_match
 from .metrics import percentiles
 from .trace import TraceWriter
 from .transport import ZmqTransport
@@ -186,13 +187,26 @@ class Launcher:
             return f"ipc://{self.tmp}/{name}.sock"
         return "tcp://127.0.0.1:*"
 
+    def agent_of(self, i: int) -> tuple[Bundle, int, str, dict[str, Path]]:
+        """Where the world's agent ``i`` comes from: its bundle, its id in that bundle,
+        the swarm id its frames carry and its swarm's key files (a match has two of each)."""
+        return self.bundle, i, self.swarm, self.key_files
+
+    def endpoint_for(self, world: World, i: int) -> str:
+        """Where the world's agent ``i`` reaches the world."""
+        return world.endpoint
+
+    def make_world(self, wopts: WorldOptions) -> World:
+        return World(self.bundle, ZmqTransport(self.opts.world_bind or self.endpoint("world"), keys=self.world_keys), self.swarm, wopts)
+
     def spawn(self, i: int, world: str) -> None:
+        bundle, local, swarm, key_files = self.agent_of(i)
         bind = self.opts.agent_bind(i) if self.opts.agent_bind else self.endpoint(f"agent_{i}")
         prefix = self.opts.agent_prefix(i) if self.opts.agent_prefix else []
         cmd = [
-            *prefix, sys.executable, "-m", "marl_edge.cli.agent", str(self.dir / self.bundle.manifest.agents[i].dir),
-            "--manifest", str(self.dir / MANIFEST), "--world", world, "--bind", bind,
-            "--swarm-id", self.swarm, "--drop", str(self.opts.drop), "--seed", str(self.seed), "--mode", self.opts.mode,
+            *prefix, sys.executable, "-m", "marl_edge.cli.agent", str(bundle.path / bundle.manifest.agents[local].dir),
+            "--manifest", str(bundle.path / MANIFEST), "--world", world, "--bind", bind,
+            "--swarm-id", swarm, "--drop", str(self.opts.drop), "--seed", str(self.seed), "--mode", self.opts.mode,
             "--hz", str(self.opts.hz), "--delay-steps", str(self.opts.delay_steps),
             # late messages never arrive in time: do not wait for them
             "--msg-timeout", "0" if self.opts.delay_steps else "2",
@@ -201,7 +215,7 @@ class Launcher:
             *[a for k in self.opts.trusted_keys for a in ("--trusted-key", str(Path(k).resolve()))],
         ]
         if self.secure:
-            cmd += ["--secret-key", str(self.key_files[agent_user(i)]), "--public-keys", str(self.key_files["public"])]
+            cmd += ["--secret-key", str(key_files[agent_user(local)]), "--public-keys", str(key_files["public"])]
         elif self.opts.security == "insecure" or bind.startswith("tcp://") or world.startswith("tcp://"):
             cmd += ["--insecure"]
         log = open(self.tmp / f"agent_{i}.log", "ab")
@@ -247,7 +261,7 @@ class Launcher:
                              start_timeout_s=self.opts.start_timeout_s)
         trace = TraceWriter(self.opts.trace, self.bundle, self.seed, self.opts.episodes) if self.opts.trace is not None else None
         try:
-            world = World(self.bundle, ZmqTransport(self.opts.world_bind or self.endpoint("world"), keys=self.world_keys), self.swarm, wopts)
+            world = self.make_world(wopts)
         except BaseException:
             if trace is not None:
                 trace.close()
@@ -267,7 +281,7 @@ class Launcher:
             for a in restarts.pop(step, []):
                 if self.procs[a].poll() is None:
                     continue  # still running: nothing to restart
-                self.spawn(a, world.endpoint)
+                self.spawn(a, self.endpoint_for(world, a))
                 deadline = time.time() + 30
                 while not world.live[a] and time.time() < deadline:
                     world._poll(50)
@@ -276,7 +290,7 @@ class Launcher:
         try:
             if self.opts.spawn:
                 for i in range(self.n):
-                    self.spawn(i, world.endpoint)
+                    self.spawn(i, self.endpoint_for(world, i))
             self.world_endpoint = world.endpoint
             world.wait_for_agents()
             startup = time.perf_counter() - t0
@@ -361,6 +375,57 @@ class Launcher:
             "rejoins": stats.rejoins,
             "per_agent": agents,
         }
+
+
+class MatchLauncher(Launcher):
+    """``marl-swarm A --opponent B``: bundle A's team against bundle B's team in their
+    two-team game (``runtime.match``). The world steps the whole game; every agent of
+    either bundle is its own ``marl-agent`` process, started exactly as in a swarm of
+    its own bundle (its bundle folder, its id in that bundle). Each team reaches the
+    world over a transport of its own, with its own swarm id (the run's id and
+    ``-a``/``-b``) and, over CURVE, its own keys; ``--kill``/``--restart`` name the
+    game's agents. The summary's ``returns`` are team A's; ``opponent_returns``,
+    ``wins``/``draws``/``losses`` (team A's) and ``match`` (who sits where) are added."""
+
+    def __init__(self, bundle_dir: Path, opponent_dir: Path, opts: SwarmOptions) -> None:
+        for what, used in (("--no-spawn", not opts.spawn), ("--world-bind", opts.world_bind is not None), ("--trace", opts.trace is not None),
+                           ("--swarm-id", opts.swarm_id is not None)):
+            if used:
+                raise BundleError(f"{what} is not supported with --opponent yet: a match runs its own world and spawns both teams")
+        keys = list(opts.trusted_keys) or None
+        self.match = plan_match(load_bundle(bundle_dir, trusted_keys=keys), load_bundle(opponent_dir, trusted_keys=keys))
+        super().__init__(bundle_dir, opts)  # checks the options, makes the run folder and (through _keys) the keys
+        self.n = self.match.spec.n_agents
+        self.seat = {g: (k, i) for k, seat in enumerate(self.match.seats) for i, g in enumerate(seat.agents)}
+
+    def team_swarm(self, k: int) -> str:
+        return f"{self.swarm}-{'ab'[k]}"
+
+    def _keys(self) -> None:
+        """Fresh keys per team: each team's world socket admits only that team's agents."""
+        self.team_keys = [generate_swarm_keys(self.tmp / f"keys_{'ab'[k]}", len(seat.agents)) for k, seat in enumerate(self.match.seats)]
+        self.team_world_keys = [load_keys(f[WORLD_USER], f["public"], WORLD_USER) for f in self.team_keys]
+
+    def agent_of(self, i: int) -> tuple[Bundle, int, str, dict[str, Path]]:
+        k, local = self.seat[i]
+        return self.match.seats[k].bundle, local, self.team_swarm(k), self.team_keys[k] if self.secure else {}
+
+    def endpoint_for(self, world: World, i: int) -> str:
+        return world.transport.endpoints[self.seat[i][0]]
+
+    def make_world(self, wopts: WorldOptions) -> World:
+        teams = []
+        for k, seat in enumerate(self.match.seats):
+            keys = self.team_world_keys[k] if self.secure else None
+            ex = P.Expect.for_bundle(seat.bundle.manifest, self.team_swarm(k))
+            teams.append((ZmqTransport(self.endpoint(f"world_{'ab'[k]}"), keys=keys), seat.agents, ex))
+        return World(self.match.stage(self.swarm), TeamsTransport(teams), self.swarm, wopts)
+
+    def _summary(self, stats: Any, agents: list[dict[str, Any]], startup: float) -> dict[str, Any]:
+        out = super()._summary(stats, agents, startup)
+        ra, rb = [r[0] for r in stats.team_returns], [r[1] for r in stats.team_returns]
+        return out | {"opponent": str(self.match.seats[1].bundle.path), "mean_return": float(np.mean(ra)) if ra else float("nan"),
+                      "returns": ra, "opponent_returns": rb, **outcomes(ra, rb), "match": self.match.describe()}
 
 
 # ---- the live view (marl-swarm --live) --------------------------------------------------------
@@ -482,5 +547,7 @@ def write_profiles(bundle_dir: Path, out: Path, world: str, hosts: list[str], ba
 
 
 def run_swarm(bundle_dir: Path, opts: SwarmOptions, progress: Callable[[dict[str, Any]], None] | None = None,
-              watch: Callable[[World], None] | None = None) -> dict[str, Any]:
-    return Launcher(bundle_dir, opts).run(progress, watch=watch)
+              watch: Callable[[World], None] | None = None, opponent: Path | None = None) -> dict[str, Any]:
+    """A swarm of ``bundle_dir``'s agents; with ``opponent`` (a bundle of the other team) a match of the two."""
+    launcher = Launcher(bundle_dir, opts) if opponent is None else MatchLauncher(bundle_dir, opponent, opts)
+    return launcher.run(progress, watch=watch)

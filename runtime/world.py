@@ -11,6 +11,10 @@ An absent agent's robot takes the no-op (action 0 when the env has none).
 Episode ``e`` is played with the seed ``episode_seeds(seed, episodes)[e]``,
 so a lossless lock-step swarm reproduces ``marl-eval BUNDLE`` exactly.
 
+What the world plays is a ``Stage``: usually a bundle's own env
+(``Stage.of_bundle``); for a match (``runtime.match``) the two-team game, its
+agents served by two bundles' processes, with each team's return kept apart.
+
 Liveness: agents say hello, then act or send heartbeats. One silent for
 ``hb_timeout_s`` is absent: it gets no observations, others stop hearing it
 (it leaves every ``in``/``to`` list, so nobody waits for it) and its robot
@@ -37,7 +41,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..envs import episode_seeds
+from ..envs import EnvSpec, episode_seeds
+from ..envs.base import scalarise
 from ..wire import protocol as P
 from .bundle import Bundle
 from .metrics import Latency
@@ -58,9 +63,30 @@ class WorldOptions:
     hz: float = 20.0
 
 
+@dataclass(frozen=True)
+class Stage:
+    """What a world plays: the env's spec and how to make it (batch 1), the
+    topology that routes messages (None: no messages), and the frames its
+    robots may send. ``teams`` (the world's agent indices of each team) makes
+    the world keep one return per team besides the whole env's (``WorldStats.team_returns``):
+    a match's two teams, whose zero-sum rewards cancel in the env's own return."""
+
+    spec: EnvSpec
+    make_env: Callable[[], Any]
+    topology: Any
+    expect: P.Expect
+    teams: tuple[tuple[int, ...], ...] = ()
+
+    @classmethod
+    def of_bundle(cls, bundle: Bundle, swarm: str) -> "Stage":
+        """A bundle's own env, as ``marl-eval BUNDLE`` plays it."""
+        return cls(bundle.manifest.env_spec, lambda: bundle.make_env(1), bundle.topology(), P.Expect.for_bundle(bundle.manifest, swarm))
+
+
 @dataclass
 class WorldStats:
     returns: list[float] = field(default_factory=list)
+    team_returns: list[list[float]] = field(default_factory=list)  # per episode, one per team of the stage (none without teams)
     lengths: list[int] = field(default_factory=list)
     step_ms: Latency = field(default_factory=Latency)  # fixed memory, however many steps
     steps: int = 0
@@ -75,18 +101,21 @@ class WorldStats:
 
 class World:
     """The env and the team's liveness, served over ``transport`` (which the
-    world opens here and closes in ``close``)."""
+    world opens here and closes in ``close``). ``stage``: a bundle (its own
+    env) or a ``Stage``."""
 
     _expired_at = 0.0  # when liveness was last checked (perf_counter)
 
-    def __init__(self, bundle: Bundle, transport: Transport, swarm: str, opts: WorldOptions) -> None:
-        self.b, self.opts, self.swarm = bundle, opts, swarm
-        spec = bundle.manifest.env_spec
+    def __init__(self, stage: Bundle | Stage, transport: Transport, swarm: str, opts: WorldOptions) -> None:
+        self.stage = stage if isinstance(stage, Stage) else Stage.of_bundle(stage, swarm)
+        self.b: Bundle | None = None if isinstance(stage, Stage) else stage  # the bundle whose env it plays (None: a match's game)
+        self.opts, self.swarm = opts, swarm
+        spec = self.stage.spec
         self.n = spec.n_agents
         self.noop = spec.noop_action or 0
         self.action_dim = spec.action_dim or 0  # continuous: an absent robot's action is the zero vector
-        self.topology = bundle.topology()
-        self.ex = P.Expect.for_bundle(bundle.manifest, swarm)
+        self.topology = self.stage.topology
+        self.ex = self.stage.expect
         self.addr: dict[int, str] = {}
         self.live = np.zeros(self.n, dtype=bool)
         self.last_seen = np.zeros(self.n)
@@ -212,7 +241,8 @@ class World:
             raise ValueError(f"mode must be lockstep or realtime, got {self.opts.mode!r}")
         if self.opts.mode == "realtime" and not self.opts.hz > 0:
             raise ValueError("realtime mode needs hz > 0")
-        env = self.b.make_env(1)
+        env = self.stage.make_env()
+        teams, how = self.stage.teams, self.stage.spec.reward_scalarisation
         self.next_tick = time.perf_counter()
         seeds = episode_seeds(self.opts.seed, self.opts.episodes)
         t_start, cpu_start = time.perf_counter(), time.process_time()
@@ -223,6 +253,7 @@ class World:
                 if trace is not None:
                     trace.episode(ep, int(seeds[ep]))
                 ret, t = 0.0, 0
+                team_ret = [0.0] * len(teams)
                 hear_prev: list[list[int]] = [[] for _ in range(self.n)]
                 self.fresh[:] = True
                 self.live_prev[:] = False
@@ -243,6 +274,8 @@ class World:
                     if trace is not None:
                         self._trace_step(trace, ep, t, actions, ts, positions, hear_prev)
                     ret += float(ts.team_reward(env.spec.reward_scalarisation)[0])
+                    for k, agents in enumerate(teams):
+                        team_ret[k] += float(scalarise(ts.reward[0, list(agents)], how))
                     hear_prev = hear
                     t += 1
                     self.global_step += 1
@@ -250,9 +283,11 @@ class World:
                     if ts.done[0]:
                         break
                 self.stats.returns.append(ret)
+                if teams:
+                    self.stats.team_returns.append(team_ret)
                 self.stats.lengths.append(t)
                 if progress is not None:
-                    progress({"episode": ep + 1, "return": ret, "steps": self.stats.steps})
+                    progress({"episode": ep + 1, "return": ret, "steps": self.stats.steps} | ({"team_returns": team_ret} if teams else {}))
             if trace is not None:
                 trace.end(self.stats.returns)
         finally:
