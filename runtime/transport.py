@@ -190,9 +190,10 @@ class SwarmAuthenticator:
     reach it. It is one thread blocked in ``zmq_poll`` (the GIL released)
     between handshakes, answering from a dict of raw keys. pyzmq's
     ``ThreadAuthenticator`` runs an asyncio loop and a generic policy per
-    request: at n = 64, where agents keep meeting new neighbours and so keep
-    opening CURVE connections, that cost about 2 ms of CPU per handshake on a
-    loaded 2-core host (benchmarks/README.md, ``curve.py``)."""
+    request: about 0.6 ms of CPU per handshake on a loaded 2-core host against
+    0.15 ms here, which counts at n = 64, where agents keep meeting new
+    neighbours and so keep opening CURVE connections (benchmarks/README.md,
+    ``curve.py``)."""
 
     def __init__(self, ctx: zmq.Context, keys: SwarmKeys) -> None:
         self.admitted = {z85.decode(k): u.encode() for u, k in keys.publics.items()}  # raw public key -> user id
