@@ -19,7 +19,9 @@ import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -28,6 +30,18 @@ from swarm import bundle_for, default_episodes, fmt, git_rev, med, versions  # n
 from marl_edge.runtime.swarm import SwarmOptions, run_swarm  # noqa: E402
 
 TARGET = 0.85
+
+
+def timed_run(bundle: Path, episodes: int, security: str) -> dict[str, Any]:
+    """One lock-step run over tcp, plus ``late_steps_per_s``: the throughput over
+    the second half of its episodes (the clock read as each episode ends)."""
+    ends: list[tuple[int, float]] = []
+    res = run_swarm(bundle, SwarmOptions(episodes=episodes, seed=0, transport="tcp", security=security),
+                    progress=lambda p: ends.append((p["steps"], time.perf_counter())))
+    (s0, t0), (s1, t1) = ends[len(ends) // 2 - 1], ends[-1]
+    res["late_steps_per_s"] = (s1 - s0) / max(t1 - t0, 1e-9)
+    res["handshakes"] = sum(s.get("zap_requests", 0) for a in res["per_agent"] for s in a["sessions"])
+    return res
 
 
 def main() -> None:
@@ -53,17 +67,20 @@ def main() -> None:
             for r in range(args.repeats):
                 for sec in (("curve", "plain") if r % 2 == 0 else ("plain", "curve")):
                     loads.append(os.getloadavg()[0])
-                    res = run_swarm(b, SwarmOptions(episodes=episodes, seed=0, transport="tcp", security="auto" if sec == "curve" else "insecure"))
+                    res = timed_run(b, episodes, "auto" if sec == "curve" else "insecure")
                     assert res["security"] == ("curve" if sec == "curve" else "none")
                     runs[sec].append(res)
-                    print(f"  n={n} #{r + 1} {sec:5s}: {res['steps_per_s']:,.0f} steps/s (load {loads[-1]:.1f})", flush=True)
+                    print(f"  n={n} #{r + 1} {sec:5s}: {res['steps_per_s']:,.1f} steps/s, second half {res['late_steps_per_s']:,.1f} "
+                          f"(load {loads[-1]:.1f})", flush=True)
             cu, pl = runs["curve"], runs["plain"]
             ratios = [c["steps_per_s"] / p["steps_per_s"] for c, p in zip(cu, pl)]
+            late = [c["late_steps_per_s"] / p["late_steps_per_s"] for c, p in zip(cu, pl)]
             cpu = lambda x: n * x["agent_cpu_us_per_step"] + x["world_cpu_us_per_step"]  # noqa: E731
             row = {
                 "n": n, "episodes": episodes, "steps": cu[0]["steps"], "repeats": args.repeats,
                 "curve_steps_per_s": med([c["steps_per_s"] for c in cu]), "plain_steps_per_s": med([p["steps_per_s"] for p in pl]),
-                "ratio": med(ratios), "ratios": ratios,
+                "ratio": med(ratios), "ratios": ratios, "late_ratio": med(late), "late_ratios": late,
+                "handshakes_per_step": med([c["handshakes"] / c["steps"] for c in cu]),
                 "curve_cpu_us_per_step": med([cpu(c) for c in cu]), "plain_cpu_us_per_step": med([cpu(p) for p in pl]),
                 "curve_step_ms_p50": med([c["step_ms_p50"] for c in cu]), "plain_step_ms_p50": med([p["step_ms_p50"] for p in pl]),
                 "same_returns": all(c["returns"] == p["returns"] for c, p in zip(cu, pl)),
@@ -72,13 +89,14 @@ def main() -> None:
             out.append(row)
             rows.append(f"| {n} | {row['steps']:,} × {args.repeats} | {fmt(row['curve_steps_per_s'])} | {fmt(row['plain_steps_per_s'])} | "
                         f"**{row['ratio']:.0%}** ({min(ratios):.0%}–{max(ratios):.0%}) | {'yes' if row['ratio'] >= TARGET else 'no'} | "
+                        f"{row['late_ratio']:.0%} ({min(late):.0%}–{max(late):.0%}) | {row['handshakes_per_step']:.2f} | "
                         f"{fmt(row['curve_cpu_us_per_step'])} / {fmt(row['plain_cpu_us_per_step'])} | "
                         f"{row['curve_step_ms_p50']:.2f} / {row['plain_step_ms_p50']:.2f} | {'yes' if row['same_returns'] else 'NO'} | "
                         f"{min(loads):.1f}–{max(loads):.1f} |")
     load1 = os.getloadavg()
-    print("\n| n | steps × pairs | CURVE steps/s | plain steps/s | CURVE / plain | ≥ 85 % | all-process CPU µs/step CURVE / plain | "
-          "step p50 ms CURVE / plain | same returns | load (1 min) |")
-    print("|---" * 10 + "|")
+    print("\n| n | steps × pairs | CURVE steps/s | plain steps/s | CURVE / plain | ≥ 85 % | CURVE / plain, 2nd half | "
+          "CURVE handshakes / step | all-process CPU µs/step CURVE / plain | step p50 ms CURVE / plain | same returns | load (1 min) |")
+    print("|---" * 12 + "|")
     print("\n".join(rows))
     print(f"\nload average at end {load1[0]:.2f} / {load1[1]:.2f} / {load1[2]:.2f}. CURVE / plain is the median of the per-pair ratios "
           f"(range in brackets); CPU is n x agent + world per step.")

@@ -576,6 +576,9 @@ class AgentProcess:
             "cpu_s": 0.0 if self.cpu0 is None else round(time.process_time() - self.cpu0, 6),  # from the first step on
             "messages": self.c.as_dict(),
             "robot_invalid_frames": self.robot.invalid_frames,
+            # CURVE handshakes at this agent's inbox (one ZAP request each; 0 without CURVE): connections, never frames
+            "zap_requests": self.auth.requests if self.auth is not None else 0,
+            "zap_refused": self.auth.refused if self.auth is not None else 0,
             "torch_loaded": "torch" in sys.modules,  # the edge never imports it
         }
 
