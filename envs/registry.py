@@ -140,11 +140,12 @@ def make(name: str, n_envs: int = 1, **options: Any) -> MultiAgentEnv:
     return env
 
 
-def make_sized(name: str, n_agents: int, n_envs: int = 1, **options: Any) -> MultiAgentEnv:
+def make_sized(name: str, n_agents: int, n_envs: int = 1, options: dict[str, Any] | None = None) -> MultiAgentEnv:
     """Env ``name`` (with ``options``) for a team of ``n_agents``: the env as ``make``
     builds it when that is its size, else rebuilt with the option ``n_agents``. An env
     whose spec is not ``resizable`` (its observation depends on n, or its n is fixed)
     refuses any other size with one ``EnvError`` line (docs/team-size.md)."""
+    options = dict(options or {})
     env = make(name, n_envs=n_envs, **options)
     if env.spec.n_agents == n_agents:
         return env

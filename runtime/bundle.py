@@ -602,15 +602,15 @@ class Bundle:
         change its size, or the team communicates (its topology is recorded for the trained n)."""
         if n == self.manifest.n_agents:
             return Bundle(self.path, self.manifest)
-        if not 1 <= n <= self.slots:
-            raise BundleError(f"{self.path}: the bundle runs teams of 1..{self.slots} agents (max_agents {self.slots}), not {n}; "
-                              "export a run trained with a larger max_agents")
         if self.communicates:
             raise BundleError(f"{self.path}: a communicating team runs at its trained size ({self.manifest.n_agents}); "
                               "its recorded topology fixes n")
         from ..envs import make_sized
 
-        make_sized(self.manifest.env.name, n, 1, **self.manifest.env.options).close()  # an env that cannot resize says so
+        make_sized(self.manifest.env.name, n, 1, self.manifest.env.options).close()  # an env that cannot resize says so
+        if not 1 <= n <= self.slots:
+            raise BundleError(f"{self.path}: the bundle runs teams of 1..{self.slots} agents (max_agents {self.slots}), not {n}; "
+                              "export a run trained with a larger max_agents")
         return Bundle(self.path, self.manifest, n)
 
     @property
@@ -664,7 +664,7 @@ class Bundle:
         """The env the bundle was trained in, at its team size (``n_agents``)."""
         from ..envs import make_sized
 
-        return make_sized(self.manifest.env.name, self.n_agents, n_envs, **self.manifest.env.options)
+        return make_sized(self.manifest.env.name, self.n_agents, n_envs, self.manifest.env.options)
 
 
 def _read_bytes(path: Path, what: str) -> bytes:
