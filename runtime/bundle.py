@@ -383,13 +383,14 @@ class Manifest:
         ppa = g("parameters_per_agent")
         if isinstance(ppa, list):
             if len(ppa) != slots:
-                f.fail("parameters_per_agent", f"expected one count per agent slot ({slots}), got {len(ppa)}")
+                f.fail("parameters_per_agent", f"expected one count per agent ({slots}), got {len(ppa)}")
             ppa = tuple(f.int(x, f"parameters_per_agent[{j}]", 1) for j, x in enumerate(ppa))
         else:
             ppa = f.int(ppa, "parameters_per_agent", 1)
         agents = tuple(_parse_agent(x, j, f) for j, x in enumerate(f.list(g("agents"), "agents")))
         if len(agents) != slots:
-            f.fail("agents", f"the manifest lists {len(agents)} agents, max_agents (or env_spec.n_agents) says {slots}")
+            says = "env_spec.n_agents" if slots == n else "max_agents"
+            f.fail("agents", f"the manifest lists {len(agents)} agents, {says} says {slots}")
         src = f.map(g("source"), "source")
         source = Source(
             f.str(f.get(src, "run_dir", "source"), "source.run_dir"),
