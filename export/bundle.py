@@ -196,7 +196,8 @@ def _build(tmp: Path, net: Any, rs: Any, ck_step: int, run_dir: Path, quantize: 
         say(f"parity   torch vs ONNX Runtime at n={size}: {verify.summarise(p)}")
         worst = max(p["max_abs_diff"].values())
         if worst > verify.PARITY_TOL or p["action_agreement"] < 1.0:
-            raise ExportError(f"parity failed at n={size}: max |Δ| {worst:.2e} (limit {verify.PARITY_TOL:.0e}), actions agree {p['action_agreement']:.4%}")
+            raise ExportError(f"parity failed: max |Δ| {worst:.2e} (limit {verify.PARITY_TOL:.0e}), actions agree {p['action_agreement']:.4%} "
+                              f"(a team of {size})")
         par_at[str(size)] = p
     par = par_at[str(spec.n_agents)]
     ref = verify.reference_check(net, bundle)
