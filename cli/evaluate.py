@@ -31,9 +31,11 @@ from .common import debug_option, emit_json, run_command
 @click.option("--render", "render_out", type=click.Path(path_type=Path), default=None,
               help="Draw one evaluated episode: FILE.gif (one frame per step, plus the start) or FILE.png (all frames on one sheet). Needs marl-edge[plot].")
 @click.option("--render-episode", type=int, default=0, show_default=True, help="Which evaluated episode --render draws (0 = the first).")
+@click.option("--n-agents", "n_agents", type=int, default=None,
+              help="Play a team of N agents with the same policies (N up to the run's max_agents, in an env that can change its size; docs/team-size.md).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line of stdout.")
 @debug_option
-def eval_cmd(target, opponent, episodes, seed, step, msg_loss, sample, trusted_keys, render_out, render_episode, as_json, debug):
+def eval_cmd(target, opponent, episodes, seed, step, msg_loss, sample, trusted_keys, render_out, render_episode, n_agents, as_json, debug):
     """Greedy (or, with --sample, sampled) evaluation of TARGET: a run directory made by marl-train (torch),
     or a bundle made by marl-export (ONNX Runtime, no torch).
 
@@ -48,6 +50,10 @@ def eval_cmd(target, opponent, episodes, seed, step, msg_loss, sample, trusted_k
         raise ConfigError("--seed must be >= 0")
     if not 0.0 <= msg_loss <= 1.0:
         raise ConfigError("--msg-loss must be in [0, 1]")
+    if n_agents is not None and n_agents < 1:
+        raise ConfigError("--n-agents must be >= 1")
+    if n_agents is not None and render_out is not None:
+        raise ConfigError("--render draws the trained team size; drop --n-agents to render")
     if render_out is not None:
         if not 0 <= render_episode < episodes:
             raise ConfigError(f"--render-episode must be in 0..{episodes - 1} (one of the --episodes {episodes})")
@@ -60,6 +66,8 @@ def eval_cmd(target, opponent, episodes, seed, step, msg_loss, sample, trusted_k
 
     say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     if opponent is not None:
+        if n_agents is not None:
+            raise ConfigError("--n-agents does not apply with --opponent: a match plays each bundle at its game's team size")
         return _eval_match(target, opponent, episodes, seed, sample, step, msg_loss, trusted_keys, render_out, say, as_json)
     if is_bundle(target):
         if sample:
@@ -68,7 +76,7 @@ def eval_cmd(target, opponent, episodes, seed, step, msg_loss, sample, trusted_k
             raise ConfigError("--checkpoint applies to run directories; a bundle holds one checkpoint")
         from ..runtime.team import evaluate_bundle
 
-        res = evaluate_bundle(target, episodes, seed, msg_loss=msg_loss, trusted_keys=list(trusted_keys) or None)
+        res = evaluate_bundle(target, episodes, seed, msg_loss=msg_loss, trusted_keys=list(trusted_keys) or None, n_agents=n_agents)
         signed = f", signed by trusted key {res['signed_by']}" if res.get("signed_by") else ""
         say(f"{target}: bundle of the checkpoint at {res['checkpoint_step']:,} env steps (ONNX Runtime{signed})")
     else:
@@ -76,8 +84,10 @@ def eval_cmd(target, opponent, episodes, seed, step, msg_loss, sample, trusted_k
             raise ConfigError(f"--trusted-key applies to bundles; {target} is not one (no swarm.json)")
         from ..train.evaluation import evaluate_run
 
-        res = evaluate_run(target, episodes, seed, step, msg_loss=msg_loss, sample=sample)
+        res = evaluate_run(target, episodes, seed, step, msg_loss=msg_loss, sample=sample, n_agents=n_agents)
         say(f"{target}: checkpoint at {res['checkpoint_step']:,} env steps")
+    if n_agents is not None:
+        say(f"team of {res['n_agents']} agents")
     r = res["returns"]
     say(f"{res.get('mode', 'greedy')} return {np.mean(r):.3f} ± {np.std(r):.3f} over {len(r)} episodes (seed {res['seed']})")
     if "msg_loss" in res:

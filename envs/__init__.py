@@ -4,7 +4,7 @@ numpy only: this package never imports torch or onnx.
 """
 
 from .base import EnvError, EnvSpec, MultiAgentEnv, TimeStep, episode_seeds
-from .registry import canonical_env_name, env_names, env_options, get_entry, make, register
+from .registry import canonical_env_name, env_names, env_options, get_entry, make, make_sized, register
 
 __all__ = [
     "EnvError",
@@ -17,5 +17,6 @@ __all__ = [
     "env_options",
     "get_entry",
     "make",
+    "make_sized",
     "register",
 ]

@@ -63,9 +63,19 @@ class EnvSpec:
     # the teams, each a tuple of agent indices; () means one team of every agent (cooperative
     # envs). Competitive envs (envs/rps.py) list one tuple per side; the league trains one side.
     teams: tuple[tuple[int, ...], ...] = ()
+    # the team size can change (docs/team-size.md): the option n_agents rebuilds the env at another
+    # n, and obs_dim, n_actions and every other per-agent size stay the same for any n
+    resizable: bool = False
+    # the state's layout for a resizable env: it starts with one block per entry, entry w being
+    # w features for each agent (agent-major, n * w floats), and whatever follows does not depend
+    # on n; so a learner pads the state to a team of max_agents slots (``state_dim_at``)
+    state_agent_blocks: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "teams", tuple(tuple(int(i) for i in t) for t in self.teams))  # JSON lists -> tuples
+        object.__setattr__(self, "state_agent_blocks", tuple(int(w) for w in self.state_agent_blocks))
+        if sum(self.state_agent_blocks) * self.n_agents > self.state_dim or any(w < 1 for w in self.state_agent_blocks):
+            raise EnvError(f"{self.name}: state_agent_blocks {self.state_agent_blocks} do not fit a state of {self.state_dim} for {self.n_agents} agents")
         if self.teams and sorted(i for t in self.teams for i in t) != list(range(self.n_agents)):
             raise EnvError(f"{self.name}: teams must split agents 0..{self.n_agents - 1} once each, got {self.teams}")
         if (self.n_actions is None) == (self.action_dim is None):
@@ -84,10 +94,16 @@ class EnvSpec:
         """The teams, with the default (one team of every agent) spelled out."""
         return self.teams or (tuple(range(self.n_agents)),)
 
+    def state_dim_at(self, n_agents: int) -> int:
+        """The state's width for a team of ``n_agents`` (a resizable env's state grows by its
+        per-agent blocks); ``state_dim`` itself at this spec's n."""
+        return self.state_dim + (n_agents - self.n_agents) * sum(self.state_agent_blocks)
+
     def to_dict(self) -> dict[str, Any]:
         """The spec as plain JSON values (``teams`` as lists), equal to its JSON round trip."""
         d = dataclasses.asdict(self)
         d["teams"] = [list(t) for t in self.teams]
+        d["state_agent_blocks"] = list(self.state_agent_blocks)
         return d
 
     @classmethod

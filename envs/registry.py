@@ -140,6 +140,25 @@ def make(name: str, n_envs: int = 1, **options: Any) -> MultiAgentEnv:
     return env
 
 
+def make_sized(name: str, n_agents: int, n_envs: int = 1, options: dict[str, Any] | None = None) -> MultiAgentEnv:
+    """Env ``name`` (with ``options``) for a team of ``n_agents``: the env as ``make``
+    builds it when that is its size, else rebuilt with the option ``n_agents``. An env
+    whose spec is not ``resizable`` (its observation depends on n, or its n is fixed)
+    refuses any other size with one ``EnvError`` line (docs/team-size.md)."""
+    options = dict(options or {})
+    env = make(name, n_envs=n_envs, **options)
+    if env.spec.n_agents == n_agents:
+        return env
+    env.close()
+    spec = env.spec
+    if not spec.resizable:
+        raise EnvError(f"env {spec.name!r} cannot change its team size ({spec.n_agents} agents): its spec is not resizable; "
+                       f"use n_agents={spec.n_agents}, or a resizable env (rendezvous, warehouse)")
+    if isinstance(n_agents, bool) or not isinstance(n_agents, int) or n_agents < 1:
+        raise EnvError(f"env {spec.name!r}: a team size must be an integer >= 1, got {n_agents!r}")
+    return make(name, n_envs=n_envs, **{**options, "n_agents": n_agents})
+
+
 # ---------------------------------------------------------------------------
 # the module of a pz: or gym: name: installed, a file, or in the current folder
 # ---------------------------------------------------------------------------

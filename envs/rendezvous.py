@@ -79,6 +79,8 @@ class RendezvousEnv(MultiAgentEnv):
             has_positions=True,
             pos_dim=2,
             options={"n_agents": n_agents, "grid": grid, "goal_size": goal_size, "view": view, "episode_limit": episode_limit},
+            resizable=True,  # the window counts the other agents, so the observation has one size for any n
+            state_agent_blocks=(2,),  # positions first, then the goal corner and the elapsed fraction
         )
         B = self.n_envs
         self.pos = np.zeros((B, n_agents, 2), dtype=np.int64)  # (x, y) cells

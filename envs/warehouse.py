@@ -120,6 +120,8 @@ class WarehouseEnv(MultiAgentEnv):
             pos_dim=2,
             options={"n_agents": n_agents, "grid": grid, "n_requests": n_requests, "view": view,
                      "episode_limit": episode_limit, "reward": reward, "pickup_reward": self.pickup_reward},
+            resizable=True,  # windowed observation: one size for any n (n_requests stays as given)
+            state_agent_blocks=(2, 1),  # positions, then carrying flags, then the shelves and the elapsed fraction
         )
         B = self.n_envs
         self.pos = np.zeros((B, n_agents, 2), dtype=np.int64)  # (x, y) cells

@@ -2,7 +2,10 @@
 
 Only the acting network goes in: each agent's ``AgentPolicy`` (its core, its
 message head, its id folded in). Mixers, hypernetworks, critics, target
-networks and optimiser state stay behind. The bundle is built in a temporary
+networks and optimiser state stay behind. A run with ``max_agents`` M gets
+one graph per agent slot (``agent_0`` .. ``agent_<M-1>``), each with its slot's
+id folded in, so the bundle runs any team of n <= M of a resizable env; the
+parity check plays the trained n and M (docs/team-size.md). The bundle is built in a temporary
 folder next to ``out``, verified, and renamed into place: a crash never
 leaves half a bundle, and a failed verification leaves none.
 """
@@ -139,10 +142,10 @@ def _own_public_key(private_key: Any) -> Any:
 def _build(tmp: Path, net: Any, rs: Any, ck_step: int, run_dir: Path, quantize: str, opset: int, force: bool,
            min_agreement: float, parity_steps: int, say: Callable[[str], None]) -> dict[str, Any]:
     spec = rs.env_spec
-    n = spec.n_agents
+    n = net.max_agents  # one graph per agent slot: the trained team's n, or max_agents (docs/team-size.md)
     ins, outs = io_specs(net.agent_policy(0), spec.obs_dim, spec.n_actions or spec.action_dim, net.hidden_dim)
     agent_params = [sum(p.numel() for p in net.cores[0 if net.shared else i].parameters()) for i in range(n)]
-    # the folded agent-id one-hot: n floats, but a team of one folds a single float, which
+    # the folded agent-id one-hot: one float per slot, but a single slot folds a single float, which
     # parameter_count (like every scalar) does not count
     id_floats = n if net.agent_id and n > 1 else 0
     agents, onnx_floats = [], []
@@ -182,6 +185,7 @@ def _build(tmp: Path, net: Any, rs: Any, ck_step: int, run_dir: Path, quantize: 
         "parameters_per_agent": agent_params[0] if net.shared else agent_params,
         "agents": agents,
         "source": {"run_dir": str(run_dir.resolve()), "checkpoint_step": ck_step, "seed": rs.run.seed, "git": git_revision()},
+        "max_agents": n,
     }
     if (seat := _team_seat(rs.run.env, spec)) is not None:
         raw["seat"] = seat
@@ -203,19 +207,28 @@ def _build(tmp: Path, net: Any, rs: Any, ck_step: int, run_dir: Path, quantize: 
 
     write_cards()
     bundle = load_bundle(tmp)
-    par = verify.parity(net, bundle, seed=rs.run.seed, min_steps=parity_steps)
-    say(f"parity   torch vs ONNX Runtime: {verify.summarise(par)}")
-    worst = max(par["max_abs_diff"].values())
-    if worst > verify.PARITY_TOL or par["action_agreement"] < 1.0:
-        raise ExportError(f"parity failed: max |Δ| {worst:.2e} (limit {verify.PARITY_TOL:.0e}), actions agree {par['action_agreement']:.4%}")
+    par_at: dict[str, Any] = {}
+    for size in verify.parity_sizes(bundle):  # the trained n first, then max_agents
+        p = verify.parity(net, bundle.at_team_size(size), seed=rs.run.seed, min_steps=parity_steps)
+        say(f"parity   torch vs ONNX Runtime at n={size}: {verify.summarise(p)}")
+        worst = max(p["max_abs_diff"].values())
+        if worst > verify.PARITY_TOL or p["action_agreement"] < 1.0:
+            raise ExportError(f"parity failed: max |Δ| {worst:.2e} (limit {verify.PARITY_TOL:.0e}), actions agree {p['action_agreement']:.4%} "
+                              f"(a team of {size})")
+        par_at[str(size)] = p
+    par = par_at[str(spec.n_agents)]
     ref = verify.reference_check(net, bundle)
     say(f"check    onnx.checker full check passed; onnx.reference vs torch: max |Δ| {ref:.1e}")
     if ref > 1e-4:
         raise ExportError(f"onnx.reference disagrees with torch: max |Δ| {ref:.2e}")
     verification: dict[str, Any] = {"parity": par, "parity_tolerance": verify.PARITY_TOL, "reference_max_abs_diff": ref, "checker": "full"}
+    if len(par_at) > 1:
+        verification["parity_at_n"] = par_at
     manifest = manifest.replace(verification=verification)
     summary: dict[str, Any] = {
         "agents": n,
+        "max_agents": n,
+        "parity_at_n": {k: v["action_agreement"] for k, v in par_at.items()},
         "parameters_per_agent": raw["parameters_per_agent"],
         "onnx_bytes": (tmp / "agent_0" / POLICY_FILE).stat().st_size,
         "parity": par,

@@ -34,10 +34,17 @@ PARITY_TOL = 1e-5
 INT8_CONTINUOUS_TOL = 0.01  # int8 check of a continuous actor: |Δaction| within 1 % of the box
 
 
+def parity_sizes(bundle: Bundle) -> list[int]:
+    """The team sizes the export's parity plays: the trained n, and max_agents when the
+    bundle holds more slots (docs/team-size.md)."""
+    n, m = bundle.manifest.n_agents, bundle.slots
+    return [n] if m == n else [n, m]
+
+
 def check_models(bundle: Bundle) -> None:
     import onnx
 
-    for i in range(bundle.n_agents):
+    for i in range(bundle.slots):
         onnx.checker.check_model(onnx.load(str(bundle.agent(i).policy_path)), full_check=True)
 
 
@@ -112,7 +119,7 @@ def lockstep(
 def parity(net: RNNAgent, bundle: Bundle, seed: int = 0, min_steps: int = 200, min_episodes: int = 8, n_envs: int = 4) -> dict[str, Any]:
     """Torch team vs the bundle's ORT policies on the same rollouts."""
     net.eval()
-    ref = TorchTeamPolicy(net, n_envs, np.random.default_rng(0))
+    ref = TorchTeamPolicy(net.with_team_size(bundle.n_agents), n_envs, np.random.default_rng(0))  # the bundle's team size
     cand = BundleTeamPolicy(bundle, n_envs)
     discrete = not net.continuous
     compare = (["q"] if discrete else []) + (["hidden_out"] if bundle.recurrent else []) + (["msg_out"] if bundle.communicates else [])
@@ -128,7 +135,7 @@ def reference_check(net: RNNAgent, bundle: Bundle, steps: int = 3, batch: int = 
 
     worst = 0.0
     recurrent = bundle.recurrent
-    for i in range(bundle.n_agents):
+    for i in range(bundle.slots):
         pol = net.agent_policy(i).eval()
         ev = ReferenceEvaluator(onnx.load(str(bundle.agent(i).policy_path)))
         h_t = torch.zeros(batch, bundle.hidden_dim)
@@ -173,7 +180,7 @@ def act_latency_us(model: Path, bundle: Bundle, calls: int = 2000) -> dict[str, 
 
 def quantized_agreement(fp32: Bundle, int8_models: list[Path], seed: int = 0, min_steps: int = 200, n_envs: int = 4) -> dict[str, Any]:
     ref = BundleTeamPolicy(fp32, n_envs)
-    pols = [OrtPolicy(p, fp32.inputs, fp32.outputs, batch=n_envs, where=f"agent {i} (int8)") for i, p in enumerate(int8_models)]
+    pols = [OrtPolicy(p, fp32.inputs, fp32.outputs, batch=n_envs, where=f"agent {i} (int8)") for i, p in enumerate(int8_models[: fp32.n_agents])]
     cand = BundleTeamPolicy(fp32, n_envs, policies=pols)
     discrete = fp32.manifest.env_spec.discrete
     compare = ["q"] if discrete else (["hidden_out"] if fp32.recurrent else [])  # a feed-forward box actor: |Δaction| only

@@ -271,6 +271,9 @@ def _parse_env_spec(raw: Any, f: _Fields) -> EnvSpec:
         f.fail("env_spec.reward_scalarisation", f"expected one of {', '.join(SCALARISATIONS)}, got {_show(how)}")
     kw["reward_scalarisation"] = how
     kw["teams"] = _parse_teams(d.get("teams", []), f, "env_spec.teams")  # bundles written before the key: one team
+    kw["resizable"] = f.bool(d.get("resizable", False), "env_spec.resizable")  # bundles written before the key: False
+    kw["state_agent_blocks"] = tuple(f.int(w, f"env_spec.state_agent_blocks[{j}]", 1)
+                                     for j, w in enumerate(f.list(d.get("state_agent_blocks", []), "env_spec.state_agent_blocks")))
     try:
         return EnvSpec(**kw)
     except EnvError as e:  # its own checks, should they grow
@@ -359,6 +362,9 @@ class Manifest:
     source: Source
     verification: dict[str, Any] | None = None  # absent until the export's checks have passed
     seat: TeamSeat | None = None  # a one-team bundle's team in its two-team game (None: not one, or written before the field)
+    # agent slots: the bundle holds one graph per slot and runs any team of n <= max_agents of a
+    # resizable env (docs/team-size.md); 0 (bundles written before the key): env_spec.n_agents
+    max_agents: int = 0
     # the id of the trusted key whose signature over these exact bytes verified (runtime.signing);
     # None when no --trusted-key was given. Not part of swarm.json (the signature is a file beside it).
     signer: str | None = dataclasses.field(default=None, compare=False)
@@ -367,6 +373,11 @@ class Manifest:
     @property
     def n_agents(self) -> int:
         return self.env_spec.n_agents
+
+    @property
+    def slots(self) -> int:
+        """How many agent graphs the bundle holds: the largest team it runs."""
+        return self.max_agents or self.env_spec.n_agents
 
     @property
     def communicates(self) -> bool:
@@ -409,16 +420,18 @@ class Manifest:
             f.fail("msg_dim", f"expected {'0 without a topology' if topo is None else '>= 1 with a topology'}, got {msg_dim}")
         if (topo is None) != (k_max == 0):
             f.fail("k_max", f"expected {'0 without a topology' if topo is None else '>= 1 with a topology'}, got {k_max}")
+        slots = n if raw.get("max_agents") is None else f.int(raw["max_agents"], "max_agents", n)
         ppa = g("parameters_per_agent")
         if isinstance(ppa, list):
-            if len(ppa) != n:
-                f.fail("parameters_per_agent", f"expected one count per agent ({n}), got {len(ppa)}")
+            if len(ppa) != slots:
+                f.fail("parameters_per_agent", f"expected one count per agent ({slots}), got {len(ppa)}")
             ppa = tuple(f.int(x, f"parameters_per_agent[{j}]", 1) for j, x in enumerate(ppa))
         else:
             ppa = f.int(ppa, "parameters_per_agent", 1)
         agents = tuple(_parse_agent(x, j, f) for j, x in enumerate(f.list(g("agents"), "agents")))
-        if len(agents) != n:
-            f.fail("agents", f"the manifest lists {len(agents)} agents, env_spec.n_agents says {n}")
+        if len(agents) != slots:
+            says = "env_spec.n_agents" if slots == n else "max_agents"
+            f.fail("agents", f"the manifest lists {len(agents)} agents, {says} says {slots}")
         src = f.map(g("source"), "source")
         source = Source(
             f.str(f.get(src, "run_dir", "source"), "source.run_dir"),
@@ -452,6 +465,7 @@ class Manifest:
             source=source,
             verification=None if ver is None else f.map(ver, "verification"),
             seat=None if seat is None else _parse_seat(seat, n, f),
+            max_agents=0 if raw.get("max_agents") is None else slots,
         )
         _check_io(m, f)
         return m
@@ -482,6 +496,8 @@ class Manifest:
         }
         if self.seat is not None:
             d["seat"] = self.seat.to_dict()
+        if self.max_agents:
+            d["max_agents"] = self.max_agents
         if self.verification is not None:
             d["verification"] = self.verification
         return d
@@ -614,11 +630,34 @@ class AgentEntry:
 class Bundle:
     path: Path
     manifest: Manifest
+    team_size: int | None = None  # run as a team of this many agents (``at_team_size``); None: the manifest's n
 
     # ---- convenience views ----------------------------------------------------
     @property
     def n_agents(self) -> int:
-        return self.manifest.n_agents
+        """The team this bundle runs as: the trained n, or the size given to ``at_team_size``."""
+        return self.team_size or self.manifest.n_agents
+
+    @property
+    def slots(self) -> int:
+        return self.manifest.slots
+
+    def at_team_size(self, n: int) -> "Bundle":
+        """This bundle run as a team of ``n`` agents: agents 0..n-1 (slot i is agent i), in the
+        env rebuilt at n. One ``UserError`` line when the bundle has fewer slots, the env cannot
+        change its size, or the team communicates (its topology is recorded for the trained n)."""
+        if n == self.manifest.n_agents:
+            return Bundle(self.path, self.manifest)
+        if self.communicates:
+            raise BundleError(f"{self.path}: a communicating team runs at its trained size ({self.manifest.n_agents}); "
+                              "its recorded topology fixes n")
+        from ..envs import make_sized
+
+        make_sized(self.manifest.env.name, n, 1, self.manifest.env.options).close()  # an env that cannot resize says so
+        if not 1 <= n <= self.slots:
+            raise BundleError(f"{self.path}: the bundle runs teams of 1..{self.slots} agents (max_agents {self.slots}), not {n}; "
+                              "export a run trained with a larger max_agents")
+        return Bundle(self.path, self.manifest, n)
 
     @property
     def communicates(self) -> bool:
@@ -655,8 +694,8 @@ class Bundle:
         return self.manifest.signer
 
     def agent(self, i: int) -> AgentEntry:
-        if not 0 <= i < self.n_agents:
-            raise BundleError(f"{self.path}: no agent {i}; the bundle has agents 0..{self.n_agents - 1}")
+        if not 0 <= i < self.slots:
+            raise BundleError(f"{self.path}: no agent {i}; the bundle has agents 0..{self.slots - 1}")
         return load_agent_dir(agent_folder(self.path, self.manifest, i), self.manifest)
 
     def topology(self) -> Any:
@@ -668,9 +707,10 @@ class Bundle:
         return Topology.from_dict(self.manifest.topology)
 
     def make_env(self, n_envs: int = 1) -> Any:
-        from ..envs import make
+        """The env the bundle was trained in, at its team size (``n_agents``)."""
+        from ..envs import make_sized
 
-        return make(self.manifest.env.name, n_envs=n_envs, **self.manifest.env.options)
+        return make_sized(self.manifest.env.name, self.n_agents, n_envs, self.manifest.env.options)
 
 
 def _read_bytes(path: Path, what: str) -> bytes:

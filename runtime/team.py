@@ -100,13 +100,16 @@ class BundleTeamPolicy:
 
 
 def evaluate_bundle(path: Path | str, episodes: int, seed: int | None = None, n_envs: int | None = None, msg_loss: float = 0.0,
-                    trusted_keys: Any = None) -> dict[str, Any]:
+                    trusted_keys: Any = None, n_agents: int | None = None) -> dict[str, Any]:
     """Greedy returns of a bundle with ONNX Runtime, in one process; the same
     ``seed`` and ``episodes`` play the same episodes as ``marl-eval RUN_DIR``.
-    With ``trusted_keys`` the bundle must be signed by one of them (``load_bundle``)."""
+    With ``trusted_keys`` the bundle must be signed by one of them (``load_bundle``).
+    ``n_agents``: play a team of that size (``Bundle.at_team_size``, docs/team-size.md)."""
     if not 0.0 <= msg_loss <= 1.0:
         raise BundleError(f"message loss must be in [0, 1], got {msg_loss}")
     b = load_bundle(path, trusted_keys=trusted_keys)
+    if n_agents is not None:
+        b = b.at_team_size(n_agents)
     seed = b.manifest.source.seed if seed is None else seed
     n_envs = n_envs or max(1, min(episodes, 32))
     env = b.make_env(n_envs)
@@ -125,6 +128,7 @@ def evaluate_bundle(path: Path | str, episodes: int, seed: int | None = None, n_
         "returns": returns,
         "lengths": [e.length for e in eps],
         "checkpoint_step": b.manifest.source.checkpoint_step,
+        "n_agents": b.n_agents,
     }
     if b.signer:
         out["signed_by"] = b.signer

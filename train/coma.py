@@ -28,7 +28,7 @@ from .buffer import EpisodeBuffer
 from .comm import CommConfig, drop_messages
 from .config import AgentNetConfig, ConfigError
 from .learner import LearnerBase, linear_schedule
-from .networks import NEG_INF, RNNAgent
+from .networks import NEG_INF, RNNAgent, pad_agents, pad_state, team_slots
 from .policy import TorchTeamPolicy
 from .rewards import RewardConfig
 from .returns import lambda_returns
@@ -68,7 +68,12 @@ class COMAConfig(AgentNetConfig, CommConfig, RewardConfig):
 
 
 class COMACritic(nn.Module):
-    """Q_i(s, (a_-i, .)): every action's value for agent i in one pass."""
+    """Q_i(s, (a_-i, .)): every action's value for agent i in one pass.
+
+    ``n_agents`` slots: the state is the slot-padded one (``pad_state``), the
+    joint action is padded with all-zero one-hots for absent slots (which no
+    present agent's action can look like), and agent i reads id i, so the same
+    parameters serve any team of n <= slots."""
 
     def __init__(self, state_dim: int, n_agents: int, n_actions: int, hidden: int) -> None:
         super().__init__()
@@ -82,10 +87,11 @@ class COMACritic(nn.Module):
         self.register_buffer("others", others, persistent=False)  # [n, n*A]
 
     def forward(self, state: torch.Tensor, actions_onehot: torch.Tensor) -> torch.Tensor:
-        """state [B, T, s], actions_onehot [B, T, n, A] -> Q [B, T, n, A]."""
-        B, T = state.shape[:2]
-        joint = actions_onehot.reshape(B, T, 1, self.n * self.A).expand(B, T, self.n, -1) * self.others
-        x = torch.cat([state.unsqueeze(2).expand(B, T, self.n, -1), self.ids.expand(B, T, -1, -1), joint], dim=-1)
+        """state [B, T, s], actions_onehot [B, T, n, A] (n <= the slots) -> Q [B, T, n, A]."""
+        B, T, n = actions_onehot.shape[:3]
+        padded = pad_agents(actions_onehot, self.n, dim=2)
+        joint = padded.reshape(B, T, 1, self.n * self.A).expand(B, T, n, -1) * self.others[:n]
+        x = torch.cat([state.unsqueeze(2).expand(B, T, n, -1), self.ids[:n].expand(B, T, -1, -1), joint], dim=-1)
         return self.net(x)
 
 
@@ -99,9 +105,10 @@ class COMALearner(LearnerBase):
         if not spec.discrete:
             raise ConfigError(f"coma needs discrete actions; env {spec.name!r} has a continuous box")
         super().__init__(spec, cfg, n_envs, seed, total_steps, topology)
+        self.slots = team_slots(spec, cfg.max_agents)  # any team of n <= slots (docs/team-size.md)
         self.net = RNNAgent(spec.obs_dim, spec.n_actions, spec.n_agents, cfg.hidden_dim, cfg.agent_id, cfg.last_action, cfg.shared, cfg, self.k_max,
-                            head="logits", recurrent=cfg.recurrent)
-        self.critic = COMACritic(spec.state_dim, spec.n_agents, spec.n_actions, cfg.critic_hidden)
+                            head="logits", recurrent=cfg.recurrent, max_agents=self.slots)
+        self.critic = COMACritic(spec.state_dim_at(self.slots), self.slots, spec.n_actions, cfg.critic_hidden)
         self.target_critic = copy.deepcopy(self.critic)
         self.optim = torch.optim.Adam(
             [{"params": list(self.net.parameters()), "lr": cfg.lr}, {"params": list(self.critic.parameters()), "lr": cfg.critic_lr}]
@@ -137,7 +144,7 @@ class COMALearner(LearnerBase):
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         c = self.cfg
         obs = torch.from_numpy(batch["obs"])
-        state = torch.from_numpy(batch["state"])
+        state = pad_state(torch.from_numpy(batch["state"]), self.spec, self.slots)
         avail = torch.from_numpy(batch["avail"])
         actions = torch.from_numpy(batch["actions"])  # [E, T, n]
         E, T, n = actions.shape

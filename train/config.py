@@ -74,6 +74,9 @@ class AgentNetConfig:
     each learner's config mixes it in next to ``train.comm.CommConfig``."""
 
     recurrent: bool = True  # False: a feed-forward (MLP) agent; no hidden state in the exported policy
+    # agent slots of the networks: the same parameters act (and the mixers and critics train) for any
+    # team of n <= max_agents of a resizable env (docs/team-size.md); 0: the env's n, the fixed-size team
+    max_agents: int = 0
 
 
 def _parse_literal(text: str) -> Any:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..envs import MultiAgentEnv, episode_seeds, make
+from ..envs import MultiAgentEnv, episode_seeds, make, make_sized
 from ..envs.rollout import agent_stats_summary, evaluate
 from . import checkpoint as ckpt
 from .learner import Learner
@@ -113,11 +113,26 @@ def load_policy_net(run_dir: Path, step: int | None = None) -> tuple[RNNAgent, R
 
 
 def evaluate_run(
-    run_dir: Path, episodes: int, seed: int | None = None, step: int | None = None, msg_loss: float = 0.0, sample: bool = False
+    run_dir: Path, episodes: int, seed: int | None = None, step: int | None = None, msg_loss: float = 0.0, sample: bool = False,
+    n_agents: int | None = None,
 ) -> dict[str, Any]:
+    """``n_agents``: play a team of that size with the same parameters (up to the run's
+    ``max_agents``, in an env that can change its size; docs/team-size.md)."""
     net, rs, ck_step = load_policy_net(run_dir, step)
     seed = rs.run.seed if seed is None else seed
-    out = greedy_evaluate(net, rs, episodes, seed, msg_loss=msg_loss, sample=sample)
+    env = None
+    if n_agents is not None and n_agents != rs.env_spec.n_agents:
+        if rs.topology() is not None:
+            raise RunError(f"{run_dir}: a communicating team runs at its trained size ({rs.env_spec.n_agents}); its topology fixes n")
+        env = make_sized(rs.run.env, n_agents, max(1, min(episodes, 32)), rs.run.env_options)  # an env that cannot resize says so
+    try:
+        if env is not None:
+            net = net.with_team_size(n_agents)
+        out = greedy_evaluate(net, rs, episodes, seed, msg_loss=msg_loss, sample=sample, env=env)
+    finally:
+        if env is not None:
+            env.close()
+    out["n_agents"] = net.n_agents
     out["checkpoint_step"] = ck_step
     out["run_dir"] = str(run_dir)
     return out

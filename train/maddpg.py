@@ -111,6 +111,8 @@ class MADDPGLearner(LearnerBase):
         self.high = 1.0 if spec.discrete else float(spec.action_high)
         if not spec.discrete and (spec.action_low != -spec.action_high):
             raise ConfigError(f"maddpg needs a symmetric box [-h, h]; env {spec.name} has [{spec.action_low}, {spec.action_high}]")
+        if cfg.max_agents not in (0, spec.n_agents):
+            raise ConfigError(f"maddpg trains a fixed team (its critic has one head per agent); max_agents must be 0 or {spec.n_agents}")
         super().__init__(spec, cfg, n_envs, seed, total_steps, topology)
         self.net = RNNAgent(spec.obs_dim, self.act_dim, spec.n_agents, cfg.hidden_dim, cfg.agent_id, False, cfg.shared, cfg, self.k_max,
                             head="logits" if self.discrete else "action", action_scale=self.high, recurrent=cfg.recurrent)

@@ -15,17 +15,68 @@ Training calls it on the whole team at once (``forward``, ``unroll``);
 deployment calls ``AgentPolicy``, the per-agent view of the *same*
 parameters with the signature of docs/design.md contract 4 and the agent id
 folded in as a constant. The exporter exports ``AgentPolicy`` as it is.
+
+Team size (docs/team-size.md): the agent id is a one-hot over ``max_agents``
+slots (agent i is always slot i), so the same parameters act for any team of
+n <= max_agents agents; ``forward`` and ``unroll`` take the team size from the
+observations. Without parameter sharing there is one core per slot.
+``max_agents`` defaults to the team's n, which gives exactly the network of
+before. ``pad_agents`` and ``pad_state`` give the centralised parts (mixers,
+critics) inputs of one width for any n <= max_agents.
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..envs import EnvSpec
 from .comm import AttentionAggregator, CommConfig, MessageHead, gather_inbox
+from .config import ConfigError
 
 NEG_INF = -1e10  # masked-out Q value; finite so ONNX and fp16 stay well defined
+
+
+def team_slots(spec: EnvSpec, max_agents: int) -> int:
+    """The slots a run's networks have: ``max_agents`` (the run key), 0 meaning the env's
+    n. More slots than agents need an env that can change its team size."""
+    m = max_agents or spec.n_agents
+    if m < spec.n_agents:
+        raise ConfigError(f"max_agents ({m}) must be >= the env's n_agents ({spec.n_agents})")
+    if m > spec.n_agents and not spec.resizable:
+        raise ConfigError(f"max_agents={m} needs an env that can change its team size; {spec.name!r} cannot (its spec is not resizable)")
+    return m
+
+
+def pad_agents(x: torch.Tensor, slots: int, dim: int = -1) -> torch.Tensor:
+    """``x`` with its agent axis ``dim`` (size n <= slots) padded with zeros to ``slots``;
+    ``x`` itself when n == slots, so a full team computes exactly what it did before."""
+    n = x.shape[dim]
+    if n == slots:
+        return x
+    shape = list(x.shape)
+    shape[dim] = slots - n
+    return torch.cat([x, x.new_zeros(shape)], dim=dim)
+
+
+def pad_state(state: torch.Tensor, spec: EnvSpec, slots: int) -> torch.Tensor:
+    """The state ``[..., state_dim]`` of a team of ``spec.n_agents`` laid out for ``slots``
+    agents: each per-agent block (``spec.state_agent_blocks``) padded with zeros for the
+    absent slots, the rest unchanged. Width ``spec.state_dim_at(slots)`` for any n; the
+    state itself when n == slots."""
+    n = spec.n_agents
+    if n == slots:
+        return state
+    parts, at = [], 0
+    for w in spec.state_agent_blocks:
+        block = state[..., at : at + n * w].unflatten(-1, (n, w))
+        parts.append(pad_agents(block, slots, dim=-2).flatten(-2))
+        at += n * w
+    parts.append(state[..., at:])
+    return torch.cat(parts, dim=-1)
 
 
 def masked_greedy(q: torch.Tensor, avail: torch.Tensor) -> torch.Tensor:
@@ -98,6 +149,7 @@ class RNNAgent(nn.Module):
         head: str = "q",
         action_scale: float = 1.0,
         recurrent: bool = True,
+        max_agents: int = 0,
     ) -> None:
         super().__init__()
         self.recurrent = bool(recurrent)  # False: feed-forward cores, no hidden state in the exported graph
@@ -109,6 +161,9 @@ class RNNAgent(nn.Module):
         if self.continuous and last_action:
             raise ValueError("last_action one-hots need discrete actions")
         self.obs_dim, self.n_actions, self.n_agents = obs_dim, n_actions, n_agents
+        self.max_agents = max_agents or n_agents  # id slots (and cores, unshared): any team of n <= max_agents
+        if self.max_agents < n_agents:
+            raise ValueError(f"max_agents ({self.max_agents}) must be >= n_agents ({n_agents})")
         self.communicates = comm is not None and comm.communicates
         if self.communicates and k_max < 1:
             raise ValueError("a communicating agent needs k_max >= 1 inbox slots")
@@ -118,23 +173,35 @@ class RNNAgent(nn.Module):
         self.agent_id = agent_id and shared  # ids only make sense with shared weights
         self.last_action = last_action
         self.shared = shared
-        in_dim = obs_dim + (n_agents if self.agent_id else 0) + (n_actions if last_action else 0)
+        in_dim = obs_dim + (self.max_agents if self.agent_id else 0) + (n_actions if last_action else 0)
         self.in_dim = in_dim
-        n_cores = 1 if shared else n_agents
+        n_cores = 1 if shared else self.max_agents
         self.cores = nn.ModuleList(AgentCore(in_dim, n_actions, hidden_dim, comm, self.recurrent) for _ in range(n_cores))
-        self.register_buffer("ids", torch.eye(n_agents), persistent=False)
+        self.register_buffer("ids", torch.eye(self.max_agents), persistent=False)
+
+    def with_team_size(self, n_agents: int) -> "RNNAgent":
+        """This network (the same parameters, shared) sized for a team of ``n_agents``
+        <= ``max_agents``: what ``init_hidden`` and the team policies allocate."""
+        if not 1 <= n_agents <= self.max_agents:
+            raise ConfigError(f"this team's networks have {self.max_agents} agent slots (max_agents); cannot act for {n_agents} agents")
+        if n_agents == self.n_agents:
+            return self
+        view = copy.copy(self)  # a new attribute dict over the same parameter and module dicts
+        view.n_agents = n_agents
+        return view
 
     def init_hidden(self, batch: int) -> torch.Tensor:
         return torch.zeros(batch, self.n_agents, self.hidden_dim)
 
     def build_inputs(self, obs: torch.Tensor, last_action: torch.Tensor | None) -> torch.Tensor:
-        """[B, n, obs] (+ ids, + last action one-hot) -> [B, n, in_dim]."""
+        """[B, n, obs] (+ ids of slots 0..n-1, + last action one-hot) -> [B, n, in_dim]."""
         parts = [obs]
+        n = obs.shape[1]
         if self.agent_id:
-            parts.append(self.ids.expand(obs.shape[0], -1, -1))
+            parts.append(self.ids[:n].expand(obs.shape[0], -1, -1))
         if self.last_action:
             if last_action is None:
-                last_action = obs.new_zeros(obs.shape[0], self.n_agents, self.n_actions)
+                last_action = obs.new_zeros(obs.shape[0], n, self.n_actions)
             parts.append(last_action)
         return torch.cat(parts, dim=-1) if len(parts) > 1 else obs
 
@@ -160,7 +227,7 @@ class RNNAgent(nn.Module):
             return q.view(B, n, -1), h.view(B, n, -1), None if m is None else m.view(B, n, -1)
         outs = [
             core(x[:, i], None if hidden is None else hidden[:, i], None if msg_in is None else msg_in[:, i], None if msg_mask is None else msg_mask[:, i])
-            for i, core in enumerate(self.cores)
+            for i, core in enumerate(self.cores[:n])
         ]
         msg = None if outs[0][2] is None else torch.stack([o[2] for o in outs], 1)
         return torch.stack([o[0] for o in outs], 1), torch.stack([o[1] for o in outs], 1), msg
@@ -221,7 +288,7 @@ class RNNAgent(nn.Module):
         flat_last = None if last_action is None else last_action.reshape(B * T, n, -1)
         x = self.build_inputs(flat_obs, flat_last).view(B, T, n, -1)
         outs = []
-        for i, core in enumerate(self.cores):
+        for i, core in enumerate(self.cores if self.shared else self.cores[:n]):
             xi = x if self.shared else x[:, :, i : i + 1]
             if not self.recurrent:
                 outs.append(core.fc2(core.mlp_hidden(xi)))  # [B, T, m, A]: no state, all steps at once
@@ -255,8 +322,8 @@ class AgentPolicy(nn.Module):
 
     def __init__(self, net: RNNAgent, agent: int) -> None:
         super().__init__()
-        if not 0 <= agent < net.n_agents:
-            raise ValueError(f"agent {agent} out of range 0..{net.n_agents - 1}")
+        if not 0 <= agent < net.max_agents:
+            raise ValueError(f"agent {agent} out of range 0..{net.max_agents - 1}")
         self.agent = agent
         self.core = net.cores[0 if net.shared else agent]
         self.recurrent = net.recurrent
@@ -264,7 +331,7 @@ class AgentPolicy(nn.Module):
         self.communicates = net.communicates
         self.head = net.head
         self.k_max, self.msg_dim = net.k_max, net.msg_dim
-        ident = torch.zeros(net.n_agents if net.agent_id else 0)
+        ident = torch.zeros(net.max_agents if net.agent_id else 0)
         if net.agent_id:
             ident[agent] = 1.0
         self.register_buffer("agent_onehot", ident, persistent=False)

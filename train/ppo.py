@@ -34,7 +34,7 @@ from .buffer import EpisodeBuffer
 from .comm import CommConfig, drop_messages
 from .config import AgentNetConfig, ConfigError
 from .learner import LearnerBase, linear_schedule
-from .networks import NEG_INF, RNNAgent
+from .networks import NEG_INF, RNNAgent, pad_state, team_slots
 from .policy import TorchTeamPolicy
 from .rewards import RewardConfig
 from .returns import gae
@@ -123,7 +123,9 @@ class ValueNorm(nn.Module):
 
 
 class StateCritic(nn.Module):
-    """V(s, id): the centralised critic of MAPPO."""
+    """V(s, id): the centralised critic of MAPPO. ``n_agents`` slots: the state is the
+    slot-padded one (``pad_state``) and the id a one-hot over the slots, so the same
+    parameters value any team of n <= slots (the first n ids)."""
 
     def __init__(self, state_dim: int, n_agents: int, hidden: int) -> None:
         super().__init__()
@@ -132,18 +134,18 @@ class StateCritic(nn.Module):
         self.register_buffer("ids", torch.eye(n_agents), persistent=False)
 
     def forward(self, state: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
-        """state [B, T, s] -> V [B, T, n]."""
-        B, T = state.shape[:2]
-        x = torch.cat([state.unsqueeze(2).expand(B, T, self.n, -1), self.ids.expand(B, T, -1, -1)], dim=-1)
+        """state [B, T, s], obs [B, T, n, o] -> V [B, T, n] (n: the team present)."""
+        B, T, n = obs.shape[:3]
+        x = torch.cat([state.unsqueeze(2).expand(B, T, n, -1), self.ids[:n].expand(B, T, -1, -1)], dim=-1)
         return self.net(x).squeeze(-1)
 
 
 class LocalCritic(nn.Module):
     """V(o_1..o_t): IPPO's recurrent critic on each agent's own observations."""
 
-    def __init__(self, obs_dim: int, n_agents: int, hidden: int, shared: bool) -> None:
+    def __init__(self, obs_dim: int, n_agents: int, hidden: int, shared: bool, max_agents: int = 0) -> None:
         super().__init__()
-        self.rnn = RNNAgent(obs_dim, 1, n_agents, hidden, agent_id=True, shared=shared)
+        self.rnn = RNNAgent(obs_dim, 1, n_agents, hidden, agent_id=True, shared=shared, max_agents=max_agents)
 
     def forward(self, state: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
         return self.rnn.unroll(obs).squeeze(-1)
@@ -154,12 +156,13 @@ class PPOLearner(LearnerBase):
         if not spec.discrete:
             raise ConfigError(f"{'mappo' if critic == 'state' else 'ippo'} here needs discrete actions; env {spec.name!r} has a continuous box")
         super().__init__(spec, cfg, n_envs, seed, total_steps, topology)
+        self.slots = team_slots(spec, cfg.max_agents)  # any team of n <= slots (docs/team-size.md)
         self.net = RNNAgent(spec.obs_dim, spec.n_actions, spec.n_agents, cfg.hidden_dim, cfg.agent_id, cfg.last_action, cfg.shared, cfg, self.k_max,
-                            head="logits", recurrent=cfg.recurrent)
+                            head="logits", recurrent=cfg.recurrent, max_agents=self.slots)
         if critic == "state":
-            self.critic: nn.Module = StateCritic(spec.state_dim, spec.n_agents, cfg.critic_hidden)
+            self.critic: nn.Module = StateCritic(spec.state_dim_at(self.slots), self.slots, cfg.critic_hidden)
         else:
-            self.critic = LocalCritic(spec.obs_dim, spec.n_agents, cfg.critic_hidden, cfg.shared)
+            self.critic = LocalCritic(spec.obs_dim, spec.n_agents, cfg.critic_hidden, cfg.shared, self.slots)
         self.value_norm = ValueNorm()
         self.optim = torch.optim.Adam(
             [{"params": list(self.net.parameters()), "lr": cfg.lr}, {"params": list(self.critic.parameters()), "lr": cfg.critic_lr}]
@@ -198,7 +201,7 @@ class PPOLearner(LearnerBase):
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         c = self.cfg
         obs = torch.from_numpy(batch["obs"])  # [E, T+1, n, o]
-        state = torch.from_numpy(batch["state"])
+        state = pad_state(torch.from_numpy(batch["state"]), self.spec, self.slots)
         avail = torch.from_numpy(batch["avail"])
         actions = torch.from_numpy(batch["actions"])  # [E, T, n]
         reward = self.learning_rewards(batch)

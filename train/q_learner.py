@@ -33,7 +33,7 @@ from .buffer import EpisodeBuffer
 from .comm import CommConfig, drop_messages
 from .config import AgentNetConfig, ConfigError
 from .learner import LearnerBase, linear_schedule
-from .networks import NEG_INF, RNNAgent, masked_greedy
+from .networks import NEG_INF, RNNAgent, masked_greedy, pad_state, team_slots
 from .policy import TorchTeamPolicy
 from .rewards import RewardConfig, RunningMeanStd
 from .returns import lambda_returns
@@ -105,15 +105,18 @@ class QLearner(LearnerBase):
             raise ConfigError(f"{mixer or 'iql'} needs discrete actions; env {spec.name!r} has a continuous box")
         super().__init__(spec, cfg, n_envs, seed, total_steps, topology)
         self.mixer_name = mixer
+        # agent slots (docs/team-size.md): the networks and the mixer take any team of n <= slots
+        self.slots = team_slots(spec, cfg.max_agents)
         self.net = RNNAgent(
             spec.obs_dim, spec.n_actions, spec.n_agents, cfg.hidden_dim, cfg.agent_id, cfg.last_action, cfg.shared, cfg, self.k_max,
-            recurrent=cfg.recurrent,
+            recurrent=cfg.recurrent, max_agents=self.slots,
         )
         self.mixer: Mixer | None = None
         if mixer:
             from .mixers import get_mixer  # the mixer modules import this one (QLearnerConfig)
 
-            self.mixer = get_mixer(mixer).mixer_cls.from_config(spec.n_agents, spec.state_dim, cfg)
+            # over the state laid out for every slot: one width for any team size
+            self.mixer = get_mixer(mixer).mixer_cls.from_config(self.slots, spec.state_dim_at(self.slots), cfg)
         self.target_net = copy.deepcopy(self.net)
         self.target_mixer = copy.deepcopy(self.mixer)
         params = list(self.net.parameters()) + (list(self.mixer.parameters()) if self.mixer is not None else [])
@@ -170,7 +173,7 @@ class QLearner(LearnerBase):
         prev = None
         if net.last_action:
             onehot = torch.nn.functional.one_hot(actions, net.n_actions).float()
-            zeros = torch.zeros(obs.shape[0], 1, net.n_agents, net.n_actions)
+            zeros = torch.zeros(obs.shape[0], 1, obs.shape[2], net.n_actions)
             prev = torch.cat([zeros, onehot], dim=1)  # prev[:, t] = action at t-1
         if inbox is None:
             return net.unroll(obs, prev)
@@ -180,15 +183,16 @@ class QLearner(LearnerBase):
         """An episode batch as tensors: obs, state, avail, actions, the learning rewards
         ([B, T] team with a mixer, [B, T, n] for IQL), terminated and filled (float
         [B, T]), and the inbox routing with this update's message dropout (None
-        without messages). Its own method so learners built on this one (WQMIX)
-        read batches the same way."""
+        without messages). The state is laid out for the run's agent slots
+        (``pad_state``; unchanged when the team fills them). Its own method so
+        learners built on this one (WQMIX) read batches the same way."""
         inbox = None
         if self.net.communicates:  # the same dropped messages for the online and the target unroll
             idx = torch.from_numpy(batch["inbox_idx"].astype(np.int64))
             inbox = (idx, drop_messages(torch.from_numpy(batch["inbox_mask"]), self.cfg.msg_dropout, self.sample_rng))
         return (
             torch.from_numpy(batch["obs"]),
-            torch.from_numpy(batch["state"]),
+            pad_state(torch.from_numpy(batch["state"]), self.spec, self.slots),
             torch.from_numpy(batch["avail"]),
             torch.from_numpy(batch["actions"]),
             self.learning_rewards(batch, team=self.mixer is not None),

@@ -94,9 +94,9 @@ class WQMIXLearner(QLearner):
         # is centralised anyway (the central mixer sees the state) and never leaves training.
         self.central_net = RNNAgent(
             spec.obs_dim, spec.n_actions, spec.n_agents, cfg.central_hidden_dim, cfg.agent_id, cfg.last_action, cfg.shared,
-            recurrent=cfg.recurrent,
+            recurrent=cfg.recurrent, max_agents=self.slots,
         )
-        self.central_mixer = CentralMixer.from_config(spec.n_agents, spec.state_dim, cfg)
+        self.central_mixer = CentralMixer.from_config(self.slots, spec.state_dim_at(self.slots), cfg)
         self.target_central_net = copy.deepcopy(self.central_net)
         self.target_central_mixer = copy.deepcopy(self.central_mixer)
         self.params = self.params + list(self.central_net.parameters()) + list(self.central_mixer.parameters())

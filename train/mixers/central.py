@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..networks import pad_agents
 from .base import Mixer
 
 
@@ -36,5 +37,5 @@ class CentralMixer(Mixer):
         return cls(n_agents, state_dim, cfg.central_embed_dim)
 
     def forward(self, qs: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
-        """qs [..., n], states [..., s] -> [..., 1]."""
-        return self.net(torch.cat([states, qs], dim=-1))
+        """qs [..., n] (n <= the slots; absent slots read 0), states [..., s] -> [..., 1]."""
+        return self.net(torch.cat([states, pad_agents(qs, self.n_agents)], dim=-1))

@@ -2,6 +2,12 @@
 produced by hypernetworks of the global state and made non-negative (abs), so
 dQ_tot/dQ_i >= 0 (monotonic); the final bias is a state-value V(s)
 (Rashid et al. 2018).
+
+Team size (docs/team-size.md): the mixer has ``n_agents`` slots; a smaller
+team's utilities are padded with zeros for the absent slots (``pad_agents``),
+so an absent agent adds nothing to the hidden layer, and the state is the
+slot-padded state of the learner (``pad_state``): one set of parameters mixes
+any team of n <= slots.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..q_learner import QLearnerConfig
+from ..networks import pad_agents
 from .base import Mixer
 
 
@@ -47,9 +54,9 @@ class QMixer(Mixer):
         return w1, w2
 
     def forward(self, qs: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
-        """qs [..., n], states [..., s] -> [..., 1]."""
+        """qs [..., n] (n <= the slots; absent slots read 0), states [..., s] -> [..., 1]."""
         lead = qs.shape[:-1]
-        qs = qs.reshape(-1, 1, self.n_agents)
+        qs = pad_agents(qs, self.n_agents).reshape(-1, 1, self.n_agents)
         states = states.reshape(-1, self.state_dim)
         w1, w2 = self.mixing_weights(states)
         b1 = self.hyper_b1(states).view(-1, 1, self.embed_dim)

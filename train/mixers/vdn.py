@@ -17,5 +17,5 @@ class VDNConfig(QLearnerConfig):
 
 class VDNMixer(Mixer):
     def forward(self, qs: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
-        """qs [..., n], states [..., s] -> [..., 1]."""
+        """qs [..., n], states [..., s] -> [..., 1]: the sum over the agents present (any n)."""
         return qs.sum(dim=-1, keepdim=True)
