@@ -45,7 +45,7 @@ def random_return(env: str, episodes: int = 128, **opts) -> np.ndarray:
 SCOUT_STEPS = ["--env", "scout", "--algo", "qmix", "--steps", "20000", "--eval-episodes", "400"]
 UNIFORM = ["--set", "eps_start=1", "--set", "eps_finish=1", "--steps", "6000"]
 RUN_ARGS: dict[str, list[str]] = {
-    **{f"two_step_qmix_s{s}": ["--env", "two_step", "--algo", "qmix", "--seed", str(s)] for s in (0, 1, 2)},
+    **{f"two_step_qmix_s{s}": ["--env", "two_step", "--algo", "qmix", "--seed", str(s)] for s in (0,)},
     "two_step_vdn_uniform": ["--env", "two_step", "--algo", "vdn", *UNIFORM],
     "two_step_qmix_uniform": ["--env", "two_step", "--algo", "qmix", *UNIFORM],
     # 60k of the registry's 100k steps: greedy success is 100 % from 39k on at this budget (seed 0)
@@ -131,7 +131,7 @@ def runs(request, tmp_path_factory):
         r.close()
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0])  # one seed per claim here; seeds 1 and 2 also reach 8 (benchmarks/learning.py)
 def test_two_step_qmix_defaults_reach_8(seed, runs):
     """`marl-train --env two_step --algo qmix --seed S`, no other flags."""
     s = runs.get(f"two_step_qmix_s{seed}")
